@@ -1,0 +1,34 @@
+"""The Celery app: Redis broker and result backend from settings, JSON only, late acks.
+
+Workers start with `celery -A ingest.app worker`; the broker comes from LEXLIP_REDIS_URL.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from lexlip_es.settings import Settings
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or Settings.from_env()
+    url = settings.redis_url or DEFAULT_REDIS_URL
+    app = Celery("lexlip", broker=url, backend=url, include=["ingest.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        result_expires=24 * 3600,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = create_app()

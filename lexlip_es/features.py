@@ -1,0 +1,53 @@
+"""Feature names and weights as the engines store them.
+
+OpenSearch's `rank_feature` query splits its field path at the last dot, and Elasticsearch rejects dotted names in
+`rank_features`, so a token such as `.` or `u.s` must be renamed. Escaping is reversible percent-encoding of `%`, `.`,
+whitespace and control characters; every other character, including non-ASCII, is kept.
+
+Lucene's `FeatureField` keeps 9 significant bits of a float: integers below 512 survive exactly, larger ones are
+truncated. `lucene_feature_value` reproduces that so expected scores can be computed in Python.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Mapping
+
+LUCENE_EXACT_LIMIT = 512
+"""Integer weights strictly below this value are stored exactly by Lucene's FeatureField."""
+
+_ESCAPED = re.compile(r"[%.\s\x00-\x1f\x7f]")
+_PERCENT = re.compile(r"%([0-9A-F]{2})")
+
+
+def escape_feature(token: str) -> str:
+    """Return an engine-safe feature name for a vocabulary token."""
+    if not token:
+        raise ValueError("a feature name cannot be empty")
+    return _ESCAPED.sub(lambda m: f"%{ord(m.group()):02X}", token)
+
+
+def unescape_feature(name: str) -> str:
+    """Invert `escape_feature`."""
+    return _PERCENT.sub(lambda m: chr(int(m.group(1), 16)), name)
+
+
+def lucene_feature_value(weight: float) -> float:
+    """The value Lucene's FeatureField gives back for `weight`: the float with its low 15 mantissa bits cleared."""
+    if not weight > 0:
+        raise ValueError(f"feature weights must be positive, got {weight!r}")
+    bits = struct.unpack(">I", struct.pack(">f", weight))[0]
+    return float(struct.unpack(">f", struct.pack(">I", (bits >> 15) << 15))[0])
+
+
+def dot(query: Mapping[str, float], doc: Mapping[str, float]) -> float:
+    """Exact dot product of two sparse vectors keyed by feature name."""
+    if len(doc) < len(query):
+        query, doc = doc, query
+    return sum(w * doc[t] for t, w in query.items() if t in doc)
+
+
+def lucene_dot(query: Mapping[str, float], doc: Mapping[str, float]) -> float:
+    """Dot product with document weights as Lucene's FeatureField stores them (query boosts stay exact)."""
+    return sum(w * lucene_feature_value(doc[t]) for t, w in query.items() if t in doc)

@@ -1,0 +1,111 @@
+"""Anserini, the reference backend: impact indexing and impact search over local paths, through its fatjar.
+
+Impact scoring is exactly sum(q_int * d_int): Anserini stores integer weights as term frequencies, with none of
+Lucene FeatureField's 9-bit truncation. Searching goes through our `java/LexlipAnseriniSearch.java`, which calls
+`SimpleImpactSearcher` on a local index; Anserini's `SearchCollection` is avoided because it may reach the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from lexlip_es.errors import EngineError
+from lexlip_es.features import escape_feature
+from lexlip_es.local.java import JavaRuntime, compile_launcher, find_java
+from lexlip_es.local.maven import fetch_artifact
+from lexlip_es.settings import Settings
+
+MIN_JAVA = 21
+SEARCH_LAUNCHER = "LexlipAnseriniSearch.java"
+
+Hit = tuple[str, float]
+
+
+def _int_vector(vector: Mapping[str, int], what: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for token, weight in vector.items():
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
+            raise ValueError(f"{what}: impact weight for {token!r} must be a positive integer, got {weight!r}")
+        out[escape_feature(token)] = weight
+    return out
+
+
+class Anserini:
+    """Impact indexing and search with one Anserini fatjar; every call is one JVM run."""
+
+    def __init__(self, settings: Settings, heap_mb: int | None = None) -> None:
+        self.settings = settings
+        self.heap_mb = heap_mb or settings.engine_heap_mb
+        self.runtime: JavaRuntime = find_java(settings, MIN_JAVA)
+        coords = f"io.anserini:anserini:{settings.anserini_version}:jar:fatjar"
+        self.fatjar: Path = fetch_artifact(settings, coords)
+        self._classes: Path | None = None
+
+    def _java(self, classpath: Sequence[Path], main: str, args: Sequence[str], what: str) -> None:
+        cmd = [
+            str(self.runtime.java),
+            f"-Xmx{self.heap_mb}m",
+            "-cp",
+            os.pathsep.join(map(str, classpath)),
+            main,
+            *args,
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+            raise EngineError(f"Anserini {what} failed (exit {result.returncode}):\n{tail}")
+
+    def index(
+        self, documents: Iterable[tuple[str, Mapping[str, int]]], index_dir: Path, threads: int = 1
+    ) -> int:
+        """Build an impact index of `(doc_id, {token: int weight})` pairs at `index_dir`; return the document count."""
+        index_dir = Path(index_dir)
+        with tempfile.TemporaryDirectory(prefix="lexlip-anserini-") as tmp:
+            count = 0
+            with open(Path(tmp) / "docs.jsonl", "w", encoding="utf-8") as f:
+                for doc_id, vector in documents:
+                    record = {"id": str(doc_id), "contents": "", "vector": _int_vector(vector, f"document {doc_id}")}
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    count += 1
+            self._java(
+                [self.fatjar],
+                "io.anserini.index.IndexCollection",
+                [
+                    "-collection", "JsonVectorCollection",
+                    "-input", tmp,
+                    "-index", str(index_dir),
+                    "-impact", "-pretokenized",
+                    "-threads", str(threads),
+                ],
+                "indexing",
+            )
+        return count
+
+    def search(
+        self, index_dir: Path, queries: Sequence[tuple[str, Mapping[str, int]]], k: int = 10
+    ) -> dict[str, list[Hit]]:
+        """Impact search: for each `(query_id, {token: int weight})`, the top-`k` `(doc_id, score)` pairs."""
+        if self._classes is None:
+            self._classes = compile_launcher(self.settings, self.runtime, SEARCH_LAUNCHER, [self.fatjar])
+        with tempfile.TemporaryDirectory(prefix="lexlip-anserini-") as tmp:
+            q_path, out_path = Path(tmp) / "queries.jsonl", Path(tmp) / "hits.jsonl"
+            with open(q_path, "w", encoding="utf-8") as f:
+                for qid, vector in queries:
+                    f.write(json.dumps({"id": str(qid), "vector": _int_vector(vector, f"query {qid}")}) + "\n")
+            self._java(
+                [self._classes, self.fatjar],
+                Path(SEARCH_LAUNCHER).stem,
+                [str(index_dir), str(k), str(q_path), str(out_path)],
+                "search",
+            )
+            results: dict[str, list[Hit]] = {}
+            with open(out_path, encoding="utf-8") as f:
+                for line in f:
+                    row = json.loads(line)
+                    results[row["id"]] = [(str(d), float(s)) for d, s in row["hits"]]
+        return results

@@ -1,0 +1,44 @@
+"""A real redis-server (Debian's package) on a free loopback port, no persistence."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+from lexlip_es.errors import EngineStartError
+from lexlip_es.local.ports import free_port
+from lexlip_es.local.process import LocalEngine, spawn, wait_ready
+from lexlip_es.settings import Settings
+
+
+def redis_ping(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True when the server answers PING with PONG (plain RESP, so this needs no client library)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(64).startswith(b"+PONG")
+
+
+def start_redis(settings: Settings, *, base_dir: Path | None = None) -> LocalEngine:
+    server = shutil.which("redis-server")
+    if server is None:
+        raise EngineStartError("redis", "`redis-server` is not installed (Debian: `apt-get install redis-server`)")
+    remove = base_dir is None
+    base = Path(tempfile.mkdtemp(prefix="lexlip-redis-")) if base_dir is None else base_dir
+    base.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [
+        server,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(base),
+        "--daemonize", "no",
+    ]
+    engine = spawn(
+        "redis", cmd, url=f"redis://127.0.0.1:{port}/0", workdir=base, log_path=base / "redis.log", remove_workdir=remove
+    )
+    wait_ready(engine, lambda: redis_ping("127.0.0.1", port), settings.start_timeout_s, f"PONG on port {port}")
+    return engine

