@@ -6,11 +6,10 @@ import os
 import socket
 from typing import Any
 
+import lexlip_es
 from ingest.app import app
 
-import lexlip_es
 
-
-@app.task(name="lexlip.health")
+@app.task(name="lexlip.health")  # type: ignore[untyped-decorator]
 def health(echo: str = "") -> dict[str, Any]:
     return {"echo": echo, "pid": os.getpid(), "host": socket.gethostname(), "lexlip_es": lexlip_es.__version__}

@@ -75,26 +75,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     engine_cmds = engines.add_subparsers(dest="engines_command", metavar="ACTION", required=True)
     only_help = "comma-separated subset of opensearch,elasticsearch,redis (default: all)"
-    start = engine_cmds.add_parser("start", help="start the engines and print their URLs",
-                                   description="Start engines in the background; data and logs stay in the cache.")
+    start = engine_cmds.add_parser(
+        "start",
+        help="start the engines and print their URLs",
+        description="Start engines in the background; data and logs stay in the cache.",
+    )
     start.add_argument("--only", help=only_help)
     start.add_argument("--nodes", type=int, default=1, help="OpenSearch nodes in the cluster (default 1)")
     start.add_argument("--heap-mb", type=int, default=None, help="heap per node in MB (default LEXLIP_ENGINE_HEAP_MB)")
     start.set_defaults(func=_cmd_engines_start)
-    stop = engine_cmds.add_parser("stop", help="stop engines started by `lexlip engines start`",
-                                  description="Stop engines started by `lexlip engines start`.")
+    stop = engine_cmds.add_parser(
+        "stop",
+        help="stop engines started by `lexlip engines start`",
+        description="Stop engines started by `lexlip engines start`.",
+    )
     stop.add_argument("--only", help=only_help)
     stop.set_defaults(func=_cmd_engines_stop)
-    status = engine_cmds.add_parser("status", help="show which engines run and their health",
-                                    description="Show which engines run, their URLs and health.")
+    status = engine_cmds.add_parser(
+        "status",
+        help="show which engines run and their health",
+        description="Show which engines run, their URLs and health.",
+    )
     status.set_defaults(func=_cmd_engines_status)
-    fetch = engine_cmds.add_parser("fetch", help="download engine artifacts with Maven and compile the launchers",
-                                   description="Download every engine artifact so later starts need no network.")
+    fetch = engine_cmds.add_parser(
+        "fetch",
+        help="download engine artifacts with Maven and compile the launchers",
+        description="Download every engine artifact so later starts need no network.",
+    )
     fetch.set_defaults(func=_cmd_engines_fetch)
 
-    demo = commands.add_parser("demo", help="run the end-to-end demo on embedded defaults",
-                               description="Start engines, index the smoke corpus, query it, print every score "
-                                           "beside the exact integer dot product.")
+    demo = commands.add_parser(
+        "demo",
+        help="run the end-to-end demo on embedded defaults",
+        description="Start engines, index the smoke corpus, query it, print every score "
+        "beside the exact integer dot product.",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     version = commands.add_parser("version", help="print the version", description="Print the version.")

@@ -45,13 +45,8 @@ def sparse_vector_query(field: str, weights: Mapping[str, float]) -> dict[str, A
 
 
 def escaped_document(weights: Mapping[str, float]) -> dict[str, float]:
-    """A document's lexicon as the engine stores it: escaped names, positive weights only."""
-    out: dict[str, float] = {}
+    """A document's lexicon as the engine stores it: escaped names (escaping is injective), positive weights only."""
     for token, weight in weights.items():
         if not weight > 0:
             raise ValueError(f"document weight for {token!r} must be positive, got {weight!r}")
-        name = escape_feature(token)
-        if name in out:
-            raise ValueError(f"feature {token!r} appears twice")
-        out[name] = weight
-    return out
+    return {escape_feature(t): w for t, w in weights.items()}

@@ -13,8 +13,32 @@ from dataclasses import dataclass
 from lexlip_es.features import LUCENE_EXACT_LIMIT
 
 VOCABULARY = (
-    "red", "blue", "green", "circle", "square", "star", "top", "left", "middle", "small", "large", "photo",
-    ".", "...", "u.s", "e.g", "%", "50%", "##ing", "##s", "café", "naïve", "[", "]", "dog", "cat",
+    "red",
+    "blue",
+    "green",
+    "circle",
+    "square",
+    "star",
+    "top",
+    "left",
+    "middle",
+    "small",
+    "large",
+    "photo",
+    ".",
+    "...",
+    "u.s",
+    "e.g",
+    "%",
+    "50%",
+    "##ing",
+    "##s",
+    "café",
+    "naïve",
+    "[",
+    "]",
+    "dog",
+    "cat",
 )
 BIG_WEIGHTS = (512, 513, 777, 1023, 1500, 4095)
 

@@ -60,9 +60,7 @@ class Anserini:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
             raise EngineError(f"Anserini {what} failed (exit {result.returncode}):\n{tail}")
 
-    def index(
-        self, documents: Iterable[tuple[str, Mapping[str, int]]], index_dir: Path, threads: int = 1
-    ) -> int:
+    def index(self, documents: Iterable[tuple[str, Mapping[str, int]]], index_dir: Path, threads: int = 1) -> int:
         """Build an impact index of `(doc_id, {token: int weight})` pairs at `index_dir`; return the document count."""
         index_dir = Path(index_dir)
         with tempfile.TemporaryDirectory(prefix="lexlip-anserini-") as tmp:
@@ -76,11 +74,16 @@ class Anserini:
                 [self.fatjar],
                 "io.anserini.index.IndexCollection",
                 [
-                    "-collection", "JsonVectorCollection",
-                    "-input", tmp,
-                    "-index", str(index_dir),
-                    "-impact", "-pretokenized",
-                    "-threads", str(threads),
+                    "-collection",
+                    "JsonVectorCollection",
+                    "-input",
+                    tmp,
+                    "-index",
+                    str(index_dir),
+                    "-impact",
+                    "-pretokenized",
+                    "-threads",
+                    str(threads),
                 ],
                 "indexing",
             )
@@ -91,21 +94,24 @@ class Anserini:
     ) -> dict[str, list[Hit]]:
         """Impact search: for each `(query_id, {token: int weight})`, the top-`k` `(doc_id, score)` pairs."""
         if self._classes is None:
-            self._classes = compile_launcher(self.settings, self.runtime, SEARCH_LAUNCHER, [self.fatjar])
+            self._classes = compile_launcher(self.settings, SEARCH_LAUNCHER)
         with tempfile.TemporaryDirectory(prefix="lexlip-anserini-") as tmp:
-            q_path, out_path = Path(tmp) / "queries.jsonl", Path(tmp) / "hits.jsonl"
+            q_path, out_path = Path(tmp) / "queries.tsv", Path(tmp) / "hits.tsv"
+            ids: dict[str, str] = {}
             with open(q_path, "w", encoding="utf-8") as f:
-                for qid, vector in queries:
-                    f.write(json.dumps({"id": str(qid), "vector": _int_vector(vector, f"query {qid}")}) + "\n")
+                for n, (qid, vector) in enumerate(queries):
+                    terms = " ".join(f"{t} {w}" for t, w in _int_vector(vector, f"query {qid}").items())
+                    ids[str(n)] = str(qid)
+                    f.write(f"{n}\t{terms}\n")
             self._java(
                 [self._classes, self.fatjar],
                 Path(SEARCH_LAUNCHER).stem,
                 [str(index_dir), str(k), str(q_path), str(out_path)],
                 "search",
             )
-            results: dict[str, list[Hit]] = {}
+            results: dict[str, list[Hit]] = {qid: [] for qid in ids.values()}
             with open(out_path, encoding="utf-8") as f:
                 for line in f:
-                    row = json.loads(line)
-                    results[row["id"]] = [(str(d), float(s)) for d, s in row["hits"]]
+                    row, doc_id, score = line.rstrip("\n").split("\t")
+                    results[ids[row]].append((doc_id, float(score)))
         return results

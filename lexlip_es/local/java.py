@@ -98,23 +98,31 @@ def find_java(settings: Settings, min_version: int, max_version: int | None = No
     )
 
 
-def compile_launcher(
-    settings: Settings, runtime: JavaRuntime, source_name: str, classpath: list[Path]
-) -> Path:
-    """Compile one of the project's Java launchers into the cache, once per source and classpath; return its folder."""
+def find_javac(settings: Settings) -> Path:
+    """Any javac that can target release 11: the launchers use reflection, so no engine jar is needed to compile."""
+    runtimes = []
+    for home in _candidate_homes(settings):
+        version = _release_version(home)
+        if version is not None and version >= 11 and (home / "bin" / "javac").exists():
+            runtimes.append(JavaRuntime(home, version))
+    if not runtimes:
+        raise EngineError("no JDK with javac found to compile the engine launchers; install a JDK (11 or newer)")
+    best = max(runtimes, key=lambda r: r.version)
+    assert best.javac is not None
+    return best.javac
+
+
+def compile_launcher(settings: Settings, source_name: str) -> Path:
+    """Compile one of the project's Java launchers into the cache, once per source; return its class folder."""
     source = JAVA_SOURCES / source_name
-    key = hashlib.sha256(source.read_bytes())
-    key.update(os.pathsep.join(map(str, classpath)).encode())
-    key.update(str(runtime.version).encode())
-    out = settings.cache_dir / "java-classes" / f"{source.stem}-{key.hexdigest()[:16]}"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    out = settings.cache_dir / "java-classes" / f"{source.stem}-{digest}"
     if (out / f"{source.stem}.class").exists():
         return out
-    if runtime.javac is None:
-        raise EngineError(f"{runtime.home} has no javac; a full JDK is needed to compile {source_name}")
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    cmd = [str(runtime.javac), "-nowarn", "-d", str(tmp), "-cp", os.pathsep.join(map(str, classpath)), str(source)]
+    cmd = [str(find_javac(settings)), "--release", "11", "-nowarn", "-d", str(tmp), str(source)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise EngineError(f"javac failed for {source_name}:\n{result.stderr[-4000:]}")

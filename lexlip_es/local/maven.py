@@ -35,7 +35,10 @@ def artifact_path(settings: Settings, coords: str) -> Path:
     packaging = parts[3] if len(parts) > 3 else "jar"
     classifier = f"-{parts[4]}" if len(parts) > 4 else ""
     return (
-        local_repo(settings) / Path(*group.split(".")) / artifact / version
+        local_repo(settings)
+        / Path(*group.split("."))
+        / artifact
+        / version
         / f"{artifact}-{version}{classifier}.{packaging}"
     )
 
@@ -60,7 +63,7 @@ def fetch_classpath(settings: Settings, group: str, artifact: str, version: str)
             return cached
     work.mkdir(parents=True, exist_ok=True)
     (work / "pom.xml").write_text(
-        "<project xmlns=\"http://maven.apache.org/POM/4.0.0\"><modelVersion>4.0.0</modelVersion>"
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
         "<groupId>lexlip-es.local</groupId><artifactId>classpath</artifactId><version>1</version>"
         f"<dependencies><dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
         f"<version>{version}</version></dependency></dependencies></project>\n"

@@ -41,7 +41,7 @@ def start_opensearch(
         raise ValueError("nodes must be at least 1")
     runtime = find_java(settings, MIN_JAVA)
     classpath = opensearch_classpath(settings)
-    classes = compile_launcher(settings, runtime, LAUNCHER, classpath)
+    classes = compile_launcher(settings, LAUNCHER)
     remove = base_dir is None
     base = Path(tempfile.mkdtemp(prefix="lexlip-opensearch-")) if base_dir is None else base_dir
     base.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -78,10 +79,9 @@ class LocalEngine:
             deadline = time.monotonic() + wait
             while self.alive() and time.monotonic() < deadline:
                 time.sleep(0.2)
-        try:  # the group may still hold children (Elasticsearch's server JVM under its launcher)
+        # the group may still hold children (Elasticsearch's server JVM under its launcher)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         if self._popen is not None:
             self._popen.wait(timeout=10)
         if self.remove_workdir:

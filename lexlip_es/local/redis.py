@@ -30,15 +30,26 @@ def start_redis(settings: Settings, *, base_dir: Path | None = None) -> LocalEng
     port = free_port()
     cmd = [
         server,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(base),
-        "--daemonize", "no",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(base),
+        "--daemonize",
+        "no",
     ]
     engine = spawn(
-        "redis", cmd, url=f"redis://127.0.0.1:{port}/0", workdir=base, log_path=base / "redis.log", remove_workdir=remove
+        "redis",
+        cmd,
+        url=f"redis://127.0.0.1:{port}/0",
+        workdir=base,
+        log_path=base / "redis.log",
+        remove_workdir=remove,
     )
     wait_ready(engine, lambda: redis_ping("127.0.0.1", port), settings.start_timeout_s, f"PONG on port {port}")
     return engine

@@ -1,26 +1,22 @@
 import java.io.BufferedReader;
 import java.io.BufferedWriter;
+import java.lang.reflect.Field;
+import java.lang.reflect.Method;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
-
-import io.anserini.search.ScoredDoc;
-import io.anserini.search.SimpleImpactSearcher;
-
 /**
  * Impact search over a local Anserini index with integer query weights, one JVM for a whole batch of queries.
+ * Calls io.anserini.search.SimpleImpactSearcher, which touches no network.
  *
- * Usage: LexlipAnseriniSearch INDEX_DIR K QUERIES_JSONL OUT_JSONL
- * Each query line is {"id": "...", "vector": {"token": weight, ...}}; each output line is
- * {"id": "...", "hits": [["docid", score], ...]}. Nothing here touches the network.
+ * Anserini is reached by reflection so that this file compiles with any javac (release 11) and no classpath.
+ *
+ * Usage: LexlipAnseriniSearch INDEX_DIR K QUERIES_TSV OUT_TSV
+ * A query line is "QID<TAB>TOKEN WEIGHT TOKEN WEIGHT ..." (tokens escaped, so free of whitespace);
+ * each hit becomes a line "QID<TAB>DOCID<TAB>SCORE", best first.
  */
 public final class LexlipAnseriniSearch {
     private LexlipAnseriniSearch() {
@@ -28,36 +24,36 @@ public final class LexlipAnseriniSearch {
 
     public static void main(final String[] args) throws Exception {
         if (args.length != 4) {
-            System.err.println("usage: LexlipAnseriniSearch INDEX_DIR K QUERIES_JSONL OUT_JSONL");
+            System.err.println("usage: LexlipAnseriniSearch INDEX_DIR K QUERIES_TSV OUT_TSV");
             System.exit(2);
         }
         final int k = Integer.parseInt(args[1]);
-        final ObjectMapper mapper = new ObjectMapper();
-        try (SimpleImpactSearcher searcher = new SimpleImpactSearcher(args[0]);
-                BufferedReader in = Files.newBufferedReader(Path.of(args[2]), StandardCharsets.UTF_8);
+        final Class<?> searcherClass = Class.forName("io.anserini.search.SimpleImpactSearcher");
+        final Object searcher = searcherClass.getConstructor(String.class).newInstance(args[0]);
+        final Method search = searcherClass.getMethod("search", Map.class, int.class);
+        final Class<?> scoredDoc = Class.forName("io.anserini.search.ScoredDoc");
+        final Field docid = scoredDoc.getField("docid");
+        final Field score = scoredDoc.getField("score");
+        try (BufferedReader in = Files.newBufferedReader(Path.of(args[2]), StandardCharsets.UTF_8);
                 BufferedWriter out = Files.newBufferedWriter(Path.of(args[3]), StandardCharsets.UTF_8)) {
             String line;
             while ((line = in.readLine()) != null) {
                 if (line.isBlank()) {
                     continue;
                 }
-                final JsonNode query = mapper.readTree(line);
+                final String[] parts = line.split("\t", 2);
+                final String[] terms = parts.length > 1 ? parts[1].trim().split(" ") : new String[0];
                 final Map<String, Integer> weights = new LinkedHashMap<>();
-                final Iterator<Map.Entry<String, JsonNode>> it = query.get("vector").fields();
-                while (it.hasNext()) {
-                    final Map.Entry<String, JsonNode> e = it.next();
-                    weights.put(e.getKey(), e.getValue().intValue());
+                for (int i = 0; i + 1 < terms.length; i += 2) {
+                    weights.put(terms[i], Integer.parseInt(terms[i + 1]));
                 }
-                final ScoredDoc[] hits = searcher.search(weights, k);
-                final ObjectNode result = mapper.createObjectNode();
-                result.set("id", query.get("id"));
-                final ArrayNode list = result.putArray("hits");
-                for (final ScoredDoc hit : hits) {
-                    list.addArray().add(hit.docid).add(hit.score);
+                for (final Object hit : (Object[]) search.invoke(searcher, weights, k)) {
+                    out.write(parts[0] + "\t" + docid.get(hit) + "\t" + score.getFloat(hit));
+                    out.newLine();
                 }
-                out.write(mapper.writeValueAsString(result));
-                out.newLine();
             }
+        } finally {
+            searcherClass.getMethod("close").invoke(searcher);
         }
     }
 }
