@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the engines need when they are missing: redis-server, Maven, a JDK (javac), setpriv.
+# Idempotent: prints what it found and installs nothing when everything is there.
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v javac >/dev/null 2>&1 || ls /usr/lib/jvm/*/bin/javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system packages: redis-server, mvn, javac and setpriv are present"
+  exit 0
+fi
+
+echo "system packages: installing ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+  sudo=(sudo)
+else
+  echo "error: need root or sudo to install ${missing[*]} (apt-get)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
