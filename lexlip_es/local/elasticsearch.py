@@ -19,7 +19,7 @@ from lexlip_es.errors import EngineError
 from lexlip_es.local.java import find_java
 from lexlip_es.local.maven import fetch_artifact
 from lexlip_es.local.ports import free_ports
-from lexlip_es.local.process import LocalEngine, http_json, spawn, wait_ready
+from lexlip_es.local.process import LocalEngine, http_json, kept_log_path, spawn, wait_ready
 from lexlip_es.settings import Settings
 
 MIN_JAVA = 17
@@ -79,8 +79,7 @@ def start_elasticsearch(settings: Settings, *, heap_mb: int | None = None, base_
     home = _extract(archive, base / "dist")
     for sub in ("data", "logs", "tmp"):
         (base / sub).mkdir(exist_ok=True)
-    log_path = base / "elasticsearch.log"
-    log_path.touch()
+    log_path = kept_log_path(settings, "elasticsearch", base_dir)
     if uid is not None and gid is not None:
         _chown_tree(base, uid, gid)
     http_port, transport_port = free_ports(2)

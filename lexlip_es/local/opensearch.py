@@ -13,7 +13,7 @@ from pathlib import Path
 from lexlip_es.local.java import compile_launcher, find_java
 from lexlip_es.local.maven import fetch_classpath
 from lexlip_es.local.ports import free_ports
-from lexlip_es.local.process import LocalEngine, http_json, spawn, wait_ready
+from lexlip_es.local.process import LocalEngine, http_json, kept_log_path, spawn, wait_ready
 from lexlip_es.settings import Settings
 
 LAUNCHER = "LexlipOpenSearchNode.java"
@@ -74,7 +74,7 @@ def start_opensearch(
         cmd,
         url=url,
         workdir=base,
-        log_path=base / "opensearch.log",
+        log_path=kept_log_path(settings, "opensearch", base_dir),
         remove_workdir=remove,
         info={"nodes": nodes, "http_ports": http_ports, "heap_mb": heap, "java": str(runtime.home)},
     )

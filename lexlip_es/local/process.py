@@ -12,11 +12,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from lexlip_es.errors import EngineStartError
+from lexlip_es.settings import Settings
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
@@ -28,6 +29,25 @@ def log_tail(path: Path, lines: int = 40) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+KEPT_LOGS_PER_ENGINE = 20
+
+
+def kept_log_path(settings: Settings, name: str, base_dir: Path | None) -> Path:
+    """Where an engine logs: inside a caller-given folder, else under the cache so the log outlives temporary data.
+
+    Only the newest KEPT_LOGS_PER_ENGINE logs of each engine are kept in the cache.
+    """
+    if base_dir is not None:
+        return base_dir / f"{name}.log"
+    logs = settings.cache_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for old in sorted(logs.glob(f"{name}-*.log"))[: -KEPT_LOGS_PER_ENGINE + 1]:
+        old.unlink(missing_ok=True)
+    now = time.time_ns()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now // 10**9))
+    return logs / f"{name}-{stamp}.{now % 10**9:09d}-{os.getpid()}.log"
 
 
 def http_json(url: str, timeout: float = 5.0) -> Any:
@@ -88,9 +108,7 @@ class LocalEngine:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("_popen")
-        return data
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_popen"}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LocalEngine:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lexlip_es.errors import EngineStartError
 from lexlip_es.local.ports import free_port
-from lexlip_es.local.process import LocalEngine, spawn, wait_ready
+from lexlip_es.local.process import LocalEngine, kept_log_path, spawn, wait_ready
 from lexlip_es.settings import Settings
 
 
@@ -48,7 +48,7 @@ def start_redis(settings: Settings, *, base_dir: Path | None = None) -> LocalEng
         cmd,
         url=f"redis://127.0.0.1:{port}/0",
         workdir=base,
-        log_path=base / "redis.log",
+        log_path=kept_log_path(settings, "redis", base_dir),
         remove_workdir=remove,
     )
     wait_ready(engine, lambda: redis_ping("127.0.0.1", port), settings.start_timeout_s, f"PONG on port {port}")

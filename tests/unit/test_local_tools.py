@@ -11,7 +11,7 @@ from lexlip_es.errors import EngineError, EngineStartError
 from lexlip_es.local.java import _release_version, find_java
 from lexlip_es.local.maven import artifact_path
 from lexlip_es.local.ports import free_ports, port_open
-from lexlip_es.local.process import LocalEngine, pid_alive, spawn, wait_ready
+from lexlip_es.local.process import KEPT_LOGS_PER_ENGINE, LocalEngine, kept_log_path, pid_alive, spawn, wait_ready
 from lexlip_es.settings import Settings
 
 
@@ -100,3 +100,16 @@ def test_a_process_that_never_gets_ready_times_out_and_is_stopped(tmp_path: Path
 def test_engine_state_round_trips_through_json(tmp_path: Path) -> None:
     engine = LocalEngine("redis", "redis://127.0.0.1:1/0", 123, str(tmp_path), str(tmp_path / "log"), info={"a": 1})
     assert LocalEngine.from_json(engine.to_json()) == engine
+
+
+def test_logs_outlive_temporary_engines_and_are_pruned(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert kept_log_path(settings, "redis", tmp_path / "base") == tmp_path / "base" / "redis.log"
+    made = []
+    for _ in range(KEPT_LOGS_PER_ENGINE + 5):
+        path = kept_log_path(settings, "redis", None)
+        path.write_text("x")
+        made.append(path)
+    kept = sorted((tmp_path / "logs").glob("redis-*.log"))
+    assert len(kept) == KEPT_LOGS_PER_ENGINE
+    assert kept == sorted(made)[-KEPT_LOGS_PER_ENGINE:]
