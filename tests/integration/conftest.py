@@ -43,7 +43,9 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
-def _docker_answers() -> bool:
+@pytest.fixture(scope="session")
+def docker_answers() -> bool:
+    """Whether a Docker engine answers (asked once per session); LEXLIP_TEST_DOCKER=0 says no without asking."""
     if os.environ.get("LEXLIP_TEST_DOCKER") == "0" or shutil.which("docker") is None:
         return False
     try:
@@ -95,11 +97,11 @@ def _redis_probe(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def opensearch_url(request: pytest.FixtureRequest, settings: Settings) -> str:
+def opensearch_url(request: pytest.FixtureRequest, settings: Settings, docker_answers: bool) -> str:
     if settings.opensearch_url:
         url = settings.opensearch_url
         return _check_given("LEXLIP_OPENSEARCH_URL", url, lambda: http_json(f"{url}/_cluster/health"))
-    if _docker_answers():
+    if docker_answers:
         return _from_docker(request, "opensearch", 9200, lambda u: http_json(f"{u}/_cluster/health"))
     return _keep(request, start_opensearch(settings)).url
 
@@ -113,11 +115,11 @@ def elasticsearch_url(request: pytest.FixtureRequest, settings: Settings) -> str
 
 
 @pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest, settings: Settings) -> str:
+def redis_url(request: pytest.FixtureRequest, settings: Settings, docker_answers: bool) -> str:
     if settings.redis_url:
         url = settings.redis_url
         return _check_given("LEXLIP_REDIS_URL", url, lambda: _redis_probe(url))
-    if _docker_answers():
+    if docker_answers:
         return _from_docker(request, "redis", 6379, _redis_probe)
     return _keep(request, start_redis(settings)).url
 
