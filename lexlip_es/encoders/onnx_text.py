@@ -1,0 +1,96 @@
+"""The text tower through ONNX Runtime, so a search service encodes queries without torch.
+
+`export_text_onnx` (needs torch) writes `text_encoder.onnx` into a checkpoint folder: token ids and attention mask
+in, pooled sparse vector (B x vocabulary) out, the log-saturation and special-token mask included.
+`OnnxTextEncoder` (needs only onnxruntime, tokenizers and numpy) reads that folder.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lexlip_es.encoders.base import TextEncoder
+from lexlip_es.sparse import SparseVector
+from lexlip_es.tokenizer import TextTokenizer
+
+ONNX_FILE = "text_encoder.onnx"
+OPSET = 17
+
+
+def export_text_onnx(encoder: Any, directory: str | Path) -> Path:
+    """Export a LexLIPEncoder's text side into a checkpoint folder (saved there first if it holds no checkpoint)."""
+    import torch
+
+    directory = Path(directory)
+    if not (directory / "config.json").exists():
+        encoder.save_pretrained(directory)
+    model = encoder.model
+
+    class TextSparse(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.inner.encode_text(input_ids, attention_mask)  # type: ignore[no-any-return]
+
+    wrapper = TextSparse().cpu().eval()
+    ids, mask = encoder.tokenizer(["a photo of a red circle", "two stars"])
+    path = directory / ONNX_FILE
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter about Python control flow that is constant for our inputs
+        torch.onnx.export(
+            wrapper,
+            (torch.from_numpy(ids), torch.from_numpy(mask)),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["lexicon"],
+            dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"}, "lexicon": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    model.to(encoder.device)
+    return path
+
+
+class OnnxTextEncoder(TextEncoder):
+    """Text -> sparse lexicon vector through ONNX Runtime (CPU), same tokenizer and pooling as the torch path."""
+
+    def __init__(self, directory: str | Path, batch_size: int = 32, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        directory = Path(directory)
+        config = json.loads((directory / "config.json").read_text())
+        if config.get("kind", "lexlip") != "lexlip":
+            raise ValueError(f"{directory} holds a {config['kind']!r} model; ONNX export covers LexLIP text towers")
+        self.tokenizer = TextTokenizer(directory, config["text"]["max_length"])
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(directory / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+        self.batch_size = batch_size
+
+    @property
+    def vocab(self) -> Any:
+        return self.tokenizer.vocab
+
+    def encode_texts(
+        self, texts: Sequence[str], scale: float | None = None, top_k: int | None = None
+    ) -> list[SparseVector]:
+        texts = list(texts)
+        out: list[SparseVector] = []
+        for start in range(0, len(texts), self.batch_size):
+            ids, mask = self.tokenizer(texts[start : start + self.batch_size])
+            (pooled,) = self.session.run(["lexicon"], {"input_ids": ids, "attention_mask": mask})
+            for row in np.asarray(pooled, dtype=np.float32):
+                vector = SparseVector.from_dense(row)
+                if scale is not None:
+                    vector = vector.quantize(scale)
+                out.append(vector.top_k(top_k))
+        return out

@@ -1,0 +1,133 @@
+"""What the torch encoders share: device choice, AMP, batching, image tensors, checkpoint save and load."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lexlip_es.encoders.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, to_array
+from lexlip_es.model import create_model, create_tokenizer
+from lexlip_es.model.config import CONFIG_FILE, LexLIPConfig, get_config
+from lexlip_es.model.towers import WEIGHTS_FILE
+from lexlip_es.tokenizer import TextTokenizer
+
+
+def choose_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+class TorchEncoderBase:
+    """Holds a model, its config and tokenizer on one device; subclasses turn pooled outputs into their vector type."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: LexLIPConfig,
+        tokenizer: TextTokenizer,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self.device = choose_device(device)
+        self.model: Any = model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+
+    @property
+    def vocab(self) -> Any:
+        return self.tokenizer.vocab
+
+    @classmethod
+    def from_config(
+        cls, name_or_path: str | Path, *, seed: int | None = 0, device: str | None = None, **model_kwargs: Any
+    ) -> Any:
+        """A fresh model of a registered size (random where no weights are given, seeded)."""
+        config = get_config(name_or_path).with_(kind=cls.kind)
+        tokenizer = create_tokenizer(config)
+        model = create_model(config, seed=seed, tokenizer=tokenizer, **model_kwargs)
+        return cls(model, config, tokenizer, device=device)
+
+    kind = "lexlip"
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | None = None, batch_size: int = 32) -> Any:
+        """Load a checkpoint folder written by `save_pretrained`: config.json, model.safetensors, tokenizer files."""
+        from safetensors.torch import load_model
+
+        directory = Path(directory)
+        data = json.loads((directory / CONFIG_FILE).read_text())
+        config = LexLIPConfig.from_dict(data)
+        if config.kind != cls.kind:
+            raise ValueError(f"{directory} holds a {config.kind!r} model, not {cls.kind!r}")
+        tokenizer = create_tokenizer(config, relative_to=directory)
+        # Build the architecture only: weights come from the checkpoint, never from the config's sources.
+        bare = config.with_(text=replace(config.text, weights=None), vision=replace(config.vision, weights=None))
+        model = create_model(bare, seed=None, tokenizer=tokenizer)
+        load_model(model, str(directory / WEIGHTS_FILE), strict=True)
+        return cls(model, config, tokenizer, device=device, batch_size=batch_size)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(directory)
+        data = self.config.with_(tokenizer=".").to_dict()
+        (directory / CONFIG_FILE).write_text(json.dumps(data, indent=2) + "\n")
+        save_model(self.model, str(directory / WEIGHTS_FILE))
+        return directory
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
+        return contextlib.nullcontext()
+
+    def _text_outputs(self, texts: Sequence[str]) -> list[np.ndarray]:
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text at position {i} is a {type(text).__name__}, not a str")
+        outputs: list[np.ndarray] = []
+        with torch.inference_mode(), self._autocast():
+            for part in batches(len(texts), self.batch_size):
+                ids, mask = self.tokenizer(texts[part])
+                pooled = self.model.encode_text(
+                    torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+                )
+                outputs.extend(pooled.float().cpu().numpy())
+        return outputs
+
+    def image_tensor(self, images: Sequence[ImageInput], offset: int = 0) -> torch.Tensor:
+        vision = self.config.vision
+        arrays = [
+            to_array(load_image(img, offset + i, self.max_pixels), vision.image_size, vision.mean, vision.std)
+            for i, img in enumerate(images)
+        ]
+        return torch.from_numpy(np.stack(arrays))
+
+    def _image_outputs(self, images: Sequence[ImageInput]) -> list[np.ndarray]:
+        images = list(images)
+        outputs: list[np.ndarray] = []
+        with torch.inference_mode(), self._autocast():
+            for part in batches(len(images), self.batch_size):
+                pixels = self.image_tensor(images[part], offset=part.start).to(self.device)
+                outputs.extend(self.model.encode_image(pixels).float().cpu().numpy())
+        return outputs

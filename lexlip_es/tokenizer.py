@@ -1,0 +1,58 @@
+"""WordPiece tokenization through the `tokenizers` library: the same code on the torch and the ONNX paths.
+
+Texts are always padded to the model's fixed `max_length`, so a text's vector never depends on its batch-mates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from lexlip_es.sparse import Vocabulary
+
+TOKENIZER_FILE = "tokenizer.json"
+VOCAB_FILE = "vocab.txt"
+
+
+class TextTokenizer:
+    def __init__(self, directory: str | Path, max_length: int) -> None:
+        from tokenizers import Tokenizer
+
+        directory = Path(directory)
+        path = directory / TOKENIZER_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"no {TOKENIZER_FILE} in {directory}")
+        self.directory = directory
+        self.max_length = max_length
+        self._tokenizer = Tokenizer.from_file(str(path))
+        self._tokenizer.enable_truncation(max_length=max_length)
+        pad_id = self._tokenizer.token_to_id("[PAD]")
+        if pad_id is None:
+            raise ValueError(f"{path} has no [PAD] token")
+        self._tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]", length=max_length)
+        vocab = self._tokenizer.get_vocab(with_added_tokens=True)
+        tokens = [""] * len(vocab)
+        for token, i in vocab.items():
+            tokens[i] = token
+        self.vocab = Vocabulary(tokens)
+
+    def __call__(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Token ids and attention mask, both `len(texts) x max_length`."""
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(texts), self.max_length)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64).reshape(len(texts), self.max_length)
+        return ids, mask
+
+    def tokenize(self, text: str) -> list[str]:
+        return [t for t in self._tokenizer.encode(text).tokens if t != "[PAD]"]
+
+    def save(self, directory: str | Path) -> None:
+        import shutil
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.directory / TOKENIZER_FILE, directory / TOKENIZER_FILE)
+        (directory / VOCAB_FILE).write_text("\n".join(self.vocab.tokens) + "\n", encoding="utf-8")
