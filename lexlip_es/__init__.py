@@ -5,7 +5,8 @@ Importing this package never imports torch: query building and engine helpers wo
 
 from lexlip_es.errors import EngineError, EngineStartError, LexlipError
 from lexlip_es.settings import Settings
+from lexlip_es.sparse import SparseVector, Vocabulary
 
 __version__ = "0.1.0"
 
-__all__ = ["EngineError", "EngineStartError", "LexlipError", "Settings", "__version__"]
+__all__ = ["EngineError", "EngineStartError", "LexlipError", "Settings", "SparseVector", "Vocabulary", "__version__"]

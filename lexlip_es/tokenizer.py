@@ -5,6 +5,7 @@ Texts are always padded to the model's fixed `max_length`, so a text's vector ne
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,8 +51,6 @@ class TextTokenizer:
         return [t for t in self._tokenizer.encode(text).tokens if t != "[PAD]"]
 
     def save(self, directory: str | Path) -> None:
-        import shutil
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.directory / TOKENIZER_FILE, directory / TOKENIZER_FILE)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from lexlip_es.encoders.base import ImageEncoder, TextEncoder
 from lexlip_es.encoders.images import ImageInput
 from lexlip_es.encoders.torch_common import TorchEncoderBase
@@ -27,8 +30,8 @@ class LexLIPEncoder(TorchEncoderBase, TextEncoder, ImageEncoder):
         return [_finish(v, scale, top_k) for v in self._image_outputs(images)]
 
 
-def _finish(dense: object, scale: float | None, top_k: int | None) -> SparseVector:
-    vector = SparseVector.from_dense(dense)  # type: ignore[arg-type]
+def _finish(dense: npt.NDArray[np.float32], scale: float | None, top_k: int | None) -> SparseVector:
+    vector = SparseVector.from_dense(dense)
     if scale is not None:
         vector = vector.quantize(scale)
     return vector.top_k(top_k)

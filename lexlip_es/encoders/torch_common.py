@@ -34,6 +34,8 @@ def batches(n: int, size: int) -> Iterator[slice]:
 class TorchEncoderBase:
     """Holds a model, its config and tokenizer on one device; subclasses turn pooled outputs into their vector type."""
 
+    kind = "lexlip"
+
     def __init__(
         self,
         model: nn.Module,
@@ -63,8 +65,6 @@ class TorchEncoderBase:
         tokenizer = create_tokenizer(config)
         model = create_model(config, seed=seed, tokenizer=tokenizer, **model_kwargs)
         return cls(model, config, tokenizer, device=device)
-
-    kind = "lexlip"
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | None = None, batch_size: int = 32) -> Any:
