@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lexlip_es import __version__
 from lexlip_es.errors import LexlipError
@@ -54,6 +55,62 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from lexlip_es.demo import run_smoke_demo
 
     return 1 if run_smoke_demo(settings) else 0
+
+
+def _cmd_data_shapes(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.data.shapes import generate_shapes
+
+    path = generate_shapes(args.out, args.train, args.val, args.test, seed=args.seed, image_size=args.size)
+    print(f"wrote {args.train + args.val + args.test} images and {path}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.allocator import reexec_with_jemalloc
+
+    reexec_with_jemalloc(["-m", "lexlip_es.cli", *sys.argv[1:]])
+    from trainer.loop import TrainConfig, train
+
+    overrides = {
+        "phase": args.phase,
+        "data": args.data,
+        "out": args.out,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "init": args.init,
+        "model": args.model,
+        "seed": args.seed,
+        "max_images": args.max_images,
+    }
+    config = TrainConfig.from_file(args.config or "", **overrides)
+    if not config.data:
+        raise ValueError("give the training data with --data (Karpathy JSON, JSONL manifest or webdataset shards)")
+    final = train(config)
+    print(f"checkpoint: {final}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    import json as _json
+
+    from trainer.data.datasets import load_pairs
+    from trainer.evaluate import evaluate_dense, evaluate_sparse
+
+    pairs = load_pairs(args.data, args.split)
+    if args.max_images:
+        pairs = pairs[: args.max_images]
+    config = _json.loads((Path(args.checkpoint) / "config.json").read_text())
+    if config.get("kind") == "dense":
+        from lexlip_es.encoders.dense import DenseEncoder
+
+        result = evaluate_dense(DenseEncoder.from_pretrained(args.checkpoint), pairs)
+    else:
+        from lexlip_es.encoders.lexlip import LexLIPEncoder
+
+        encoder = LexLIPEncoder.from_pretrained(args.checkpoint)
+        result = evaluate_sparse(encoder, pairs, top_k_image=args.top_k_image, top_k_text=args.top_k_text)
+    print(_json.dumps(result, indent=2))
+    return 0
 
 
 def _cmd_version(args: argparse.Namespace, settings: Settings) -> int:
@@ -111,6 +168,51 @@ def build_parser() -> argparse.ArgumentParser:
         "beside the exact integer dot product.",
     )
     demo.set_defaults(func=_cmd_demo)
+
+    data = commands.add_parser("data", help="generate data sets", description="Generate data sets.")
+    data_cmds = data.add_subparsers(dest="data_command", metavar="DATASET", required=True)
+    shapes = data_cmds.add_parser(
+        "shapes",
+        help="the synthetic shapes data set (Karpathy JSON + PNGs)",
+        description="Seeded images of coloured shapes with five templated captions each.",
+    )
+    shapes.add_argument("--out", required=True, help="folder to write images/ and dataset_shapes.json into")
+    shapes.add_argument("--train", type=int, default=20000, help="training images (default 20000)")
+    shapes.add_argument("--val", type=int, default=500, help="validation images (default 500)")
+    shapes.add_argument("--test", type=int, default=1000, help="held-out test images (default 1000)")
+    shapes.add_argument("--seed", type=int, default=0)
+    shapes.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    shapes.set_defaults(func=_cmd_data_shapes)
+
+    train = commands.add_parser(
+        "train",
+        help="train LexLIP: phase1, phase2 or finetune",
+        description="Train a LexLIP model; resumes from OUT/last when it exists.",
+    )
+    train.add_argument("phase", choices=["phase1", "phase2", "finetune"])
+    train.add_argument("--config", help="JSON file of training settings (see trainer/loop.py TrainConfig)")
+    train.add_argument("--data", help="Karpathy JSON, JSONL manifest, .tar shard or folder of shards")
+    train.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, final/)")
+    train.add_argument("--init", help="checkpoint folder to start from (e.g. phase 1's final/)")
+    train.add_argument("--model", help="model size or config file when not starting from --init (default tiny)")
+    train.add_argument("--steps", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--max-images", type=int, help="use only the first N training images")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="retrieval recall of a checkpoint",
+        description="R@1/5/10 both ways from quantized vectors (ties count against).",
+    )
+    evaluate.add_argument("--checkpoint", required=True, help="a folder written by training or save_pretrained")
+    evaluate.add_argument("--data", required=True, help="Karpathy JSON (or manifest / shards) to evaluate on")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--top-k-image", type=int, help="keep only the K largest image weights")
+    evaluate.add_argument("--top-k-text", type=int, help="keep only the K largest caption weights")
+    evaluate.add_argument("--max-images", type=int)
+    evaluate.set_defaults(func=_cmd_eval)
 
     version = commands.add_parser("version", help="print the version", description="Print the version.")
     version.set_defaults(func=_cmd_version)

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the engines need when they are missing: redis-server, Maven, a JDK (javac), setpriv.
+# Installs the Debian packages the project needs when they are missing: redis-server, Maven, a JDK (javac), setpriv
+# (engines) and libjemalloc2 (CPU training keeps its large buffers instead of re-faulting them).
 # Idempotent: prints what it found and installs nothing when everything is there.
 set -euo pipefail
 
 missing=()
+[ -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || [ "$(uname -m)" != x86_64 ] || missing+=(libjemalloc2)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v javac >/dev/null 2>&1 || ls /usr/lib/jvm/*/bin/javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: redis-server, mvn, javac and setpriv are present"
+  echo "system packages: redis-server, mvn, javac, setpriv and jemalloc are present"
   exit 0
 fi
 

@@ -79,6 +79,11 @@ def load_image(image: ImageInput, position: int = 0, max_pixels: int = DEFAULT_M
 
 def to_array(img: PILImage.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> npt.NDArray[np.float32]:
     """Resize the short side to `size` (bicubic), centre-crop to size x size, normalise; returns 3 x size x size."""
+    return normalize(resize_crop(img, size), mean, std)
+
+
+def resize_crop(img: PILImage.Image, size: int) -> npt.NDArray[np.uint8]:
+    """Short side to `size` (bicubic), centre crop; size x size x 3 uint8."""
     from PIL import Image
 
     width, height = img.size
@@ -86,7 +91,11 @@ def to_array(img: PILImage.Image, size: int, mean: Sequence[float], std: Sequenc
     resized = img.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.Resampling.BICUBIC)
     left = (resized.width - size) // 2
     top = (resized.height - size) // 2
-    cropped = resized.crop((left, top, left + size, top + size))
-    pixels = np.asarray(cropped, dtype=np.float32) / np.float32(255.0)
-    normalised = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)
+    return np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def normalize(pixels: npt.NDArray[np.uint8], mean: Sequence[float], std: Sequence[float]) -> npt.NDArray[np.float32]:
+    """H x W x 3 uint8 (or N x H x W x 3) to channels-first float32, normalised by mean and std."""
+    scaled = pixels.astype(np.float32) / np.float32(255.0)
+    normalised = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(np.moveaxis(normalised, -1, -3), dtype=np.float32)

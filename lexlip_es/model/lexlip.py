@@ -53,6 +53,9 @@ class LexLIPModel(nn.Module):
         tokens = self.visual.forward_features(pixel_values)  # B x positions x width
         return self.visual_head(self.visual_proj(tokens))  # type: ignore[no-any-return]
 
+    def sparse_from_logits(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return sparse_pool(logits, mask, self.vocab_mask)
+
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return sparse_pool(self.text_logits(input_ids, attention_mask), attention_mask, self.vocab_mask)
 

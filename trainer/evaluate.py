@@ -1,0 +1,108 @@
+"""Retrieval evaluation: R@1/5/10 in both directions from quantized sparse vectors by exact dot products (ties count
+against the model, so empty vectors score 0), the same for the dense twin, and zero-shot classification."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lexlip_es.sparse import SparseVector
+from trainer.data.datasets import Pair
+
+KS = (1, 5, 10)
+
+
+def sparse_matrix(vectors: Sequence[SparseVector], size: int) -> npt.NDArray[np.float64]:
+    out = np.zeros((len(vectors), size), dtype=np.float64)
+    for row, v in enumerate(vectors):
+        out[row, v.indices] = v.values
+    return out
+
+
+def ranks_against(scores: npt.NDArray[np.float64], positives: list[list[int]]) -> npt.NDArray[np.int64]:
+    """For each query row, how many non-positive candidates score at least as high as its best positive."""
+    ranks = np.empty(scores.shape[0], dtype=np.int64)
+    for q, pos in enumerate(positives):
+        row = scores[q]
+        best = row[pos].max()
+        ranks[q] = int(np.count_nonzero(row >= best)) - int(np.count_nonzero(row[pos] >= best))
+    return ranks
+
+
+def recall_at(ranks: npt.NDArray[np.int64], ks: Sequence[int] = KS) -> dict[str, float]:
+    return {f"R@{k}": float(np.mean(ranks < k)) for k in ks}
+
+
+def retrieval_metrics(
+    image_matrix: npt.NDArray[np.float64], caption_matrix: npt.NDArray[np.float64], caption_image: Sequence[int]
+) -> dict[str, Any]:
+    """Text-to-image and image-to-text recall from vector matrices (one row per image / caption)."""
+    scores = caption_matrix @ image_matrix.T  # captions x images
+    t2i = ranks_against(scores, [[i] for i in caption_image])
+    by_image: list[list[int]] = [[] for _ in range(image_matrix.shape[0])]
+    for c, i in enumerate(caption_image):
+        by_image[i].append(c)
+    i2t = ranks_against(scores.T, by_image)
+    return {
+        "text_to_image": recall_at(t2i),
+        "image_to_text": recall_at(i2t),
+        "images": image_matrix.shape[0],
+        "captions": caption_matrix.shape[0],
+    }
+
+
+def _flatten(pairs: Sequence[Pair]) -> tuple[list[str], list[int]]:
+    captions, owner = [], []
+    for i, pair in enumerate(pairs):
+        for caption in pair.captions:
+            captions.append(caption)
+            owner.append(i)
+    return captions, owner
+
+
+def evaluate_sparse(
+    encoder: Any,
+    pairs: Sequence[Pair],
+    scale: float = 100.0,
+    top_k_image: int | None = None,
+    top_k_text: int | None = None,
+) -> dict[str, Any]:
+    captions, owner = _flatten(pairs)
+    images = encoder.encode_images([p.image for p in pairs], scale=scale, top_k=top_k_image)
+    texts = encoder.encode_texts(captions, scale=scale, top_k=top_k_text)
+    size = len(encoder.vocab)
+    result = retrieval_metrics(sparse_matrix(images, size), sparse_matrix(texts, size), owner)
+    result["mean_nnz_image"] = float(np.mean([v.nnz for v in images]))
+    result["mean_nnz_text"] = float(np.mean([v.nnz for v in texts]))
+    return result
+
+
+def evaluate_dense(encoder: Any, pairs: Sequence[Pair]) -> dict[str, Any]:
+    captions, owner = _flatten(pairs)
+    images = np.stack(encoder.encode_images([p.image for p in pairs])).astype(np.float64)
+    texts = np.stack(encoder.encode_texts(captions)).astype(np.float64)
+    return retrieval_metrics(images, texts, owner)
+
+
+def zero_shot(
+    encoder: Any,
+    images: Sequence[Any],
+    labels: Sequence[str],
+    classes: Sequence[str],
+    templates: Sequence[str] = ("a photo of a {label}",),
+    scale: float = 100.0,
+) -> float:
+    """Accuracy of picking each image's label by the best-scoring prompt; ties count as wrong."""
+    prompts = [t.format(label=c) for c in classes for t in templates]
+    size = len(encoder.vocab)
+    text = sparse_matrix(encoder.encode_texts(prompts, scale=scale), size)
+    image = sparse_matrix(encoder.encode_images(list(images), scale=scale), size)
+    scores = (image @ text.T).reshape(len(images), len(classes), len(templates)).max(axis=2)
+    correct = 0
+    for row, label in zip(scores, labels, strict=True):
+        truth = row[classes.index(label)]
+        correct += int(np.count_nonzero(row >= truth) == 1)
+    return correct / len(images)

@@ -1,0 +1,264 @@
+"""The training loop for phase 1, phase 2 and fine-tuning: AdamW, linear decay with warm-up, gradient accumulation and
+clipping, AMP on CUDA, DDP under torchrun (gloo on CPU, NCCL on GPU), checkpoints with exact resume, a progress bar
+with the loss terms and metrics in JSONL."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from lexlip_es.encoders.images import normalize, resize_crop
+from lexlip_es.encoders.lexlip import LexLIPEncoder
+from lexlip_es.errors import LexlipError
+from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images
+from trainer.objectives import PHASES, LossConfig, Pretrainer
+from trainer.state import load_state, save_state
+
+LAST = "last"
+FINAL = "final"
+
+
+@dataclass
+class TrainConfig:
+    phase: str = "phase1"
+    model: str = "tiny"
+    init: str | None = None
+    data: str = ""
+    image_root: str | None = None
+    out: str = "runs/lexlip"
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    grad_accum: int = 1
+    clip: float = 1.0
+    amp: bool = True
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 10
+    max_images: int | None = None
+    device: str = "auto"
+    progress: bool = True
+    stop_after: int | None = None  # end this run at that step (checkpointed) and resume later: time-boxed training
+    losses: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
+        data = json.loads(Path(path).read_text()) if path else {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training settings: {sorted(unknown)}")
+        return cls(**data)
+
+    def loss_config(self) -> LossConfig:
+        if self.phase not in PHASES:
+            raise ValueError(f"phase must be one of {sorted(PHASES)}, got {self.phase!r}")
+        return LossConfig.from_dict({**PHASES[self.phase], **self.losses})
+
+
+class TrainingError(LexlipError):
+    pass
+
+
+@dataclass
+class ImageBank:
+    """Every training image decoded once into uint8 (N x S x S x 3), with its captions."""
+
+    pixels: np.ndarray
+    captions: list[tuple[str, ...]]
+    skipped: CorruptCounter
+
+    @classmethod
+    def build(cls, pairs: list[Pair], size: int, max_pixels: int) -> ImageBank:
+        counter = CorruptCounter()
+        valid = load_valid_images(pairs, max_pixels, counter)
+        if not valid:
+            raise TrainingError(f"no usable image among {len(pairs)} (first problems: {counter.reasons[:3]})")
+        pixels = np.stack([resize_crop(img, size) for _, img in valid])
+        return cls(pixels, [p.captions for p, _ in valid], counter)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, world
+
+
+def _batch_indices(n: int, batch: int, seed: int, epoch: int, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch order and caption choice from (seed, epoch) alone, so a resumed run sees the same batches."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    caption_pick = rng.integers(0, 1 << 30, size=n)
+    per_rank = (n // (batch * world)) * batch
+    mine = order[rank * per_rank : (rank + 1) * per_rank]
+    return mine.reshape(-1, batch), caption_pick
+
+
+def train(config: TrainConfig, echo: Any = print) -> Path:
+    """Run (or resume) a training phase; returns the folder of the final checkpoint (LexLIPEncoder format)."""
+    losses = config.loss_config()
+    rank, world = _distributed()
+    torch.manual_seed(config.seed + rank)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.init:
+        encoder = LexLIPEncoder.from_pretrained(config.init, device=config.device)
+    else:
+        encoder = LexLIPEncoder.from_config(config.model, seed=config.seed, device=config.device)
+    device = encoder.device
+    vocab = encoder.tokenizer.vocab
+    pretrainer = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids()).to(device)
+    pretrainer.train()
+    params = [p for p in pretrainer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(1, int(config.warmup * config.steps))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (config.steps - step) / max(1, config.steps - warmup))
+
+    pairs = load_pairs(config.data, "train", config.image_root)
+    if config.max_images:
+        pairs = pairs[: config.max_images]
+    vision = encoder.config.vision
+    bank = ImageBank.build(pairs, vision.image_size, encoder.max_pixels)
+    if bank.skipped.skipped and rank == 0:
+        echo(f"skipped {bank.skipped.skipped} unusable image(s), e.g. {bank.skipped.reasons[0]}")
+    if len(bank.captions) < config.batch_size * world:
+        raise TrainingError(f"{len(bank.captions)} images cannot fill one batch of {config.batch_size} x {world}")
+
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if (out / LAST / "training_state.json").exists():
+        meta = load_state(out / LAST, pretrainer, optimizer)
+        step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
+        if rank == 0:
+            echo(f"resuming {config.phase} at step {step}")
+    scheduler_step = step
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr * lr_factor(scheduler_step)
+
+    runner: Any = pretrainer
+    if world > 1:
+        runner = torch.nn.parallel.DistributedDataParallel(pretrainer, find_unused_parameters=True)
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    bar = None
+    if config.progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, desc=config.phase, dynamic_ncols=True)
+    started, images_seen = time.monotonic(), 0
+    batches, picks = _batch_indices(len(bank.captions), config.batch_size, config.seed, epoch, rank, world)
+    try:
+        stop = min(config.steps, config.stop_after or config.steps)
+        while step < stop:
+            optimizer.zero_grad(set_to_none=True)
+            logged: dict[str, float] = {}
+            for _ in range(config.grad_accum):
+                if batch_in_epoch >= len(batches):
+                    epoch, batch_in_epoch = epoch + 1, 0
+                    batches, picks = _batch_indices(
+                        len(bank.captions), config.batch_size, config.seed, epoch, rank, world
+                    )
+                index = batches[batch_in_epoch]
+                batch_in_epoch += 1
+                texts = [bank.captions[i][picks[i] % len(bank.captions[i])] for i in index]
+                ids, mask = encoder.tokenizer(texts)
+                pixels = torch.from_numpy(normalize(bank.pixels[index], vision.mean, vision.std)).to(device)
+                generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    result = runner(
+                        pixels, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), generator
+                    )
+                scaler.scale(result["loss"] / config.grad_accum).backward()
+                for key, value in result.items():
+                    logged[key] = logged.get(key, 0.0) + float(value.detach()) / config.grad_accum
+                images_seen += len(index) * world
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.clip) if config.clip > 0 else torch.tensor(0.0)
+            scaler.step(optimizer)
+            scaler.update()
+            pretrainer.momentum_update()
+            step += 1
+            pretrainer.step.fill_(step)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(step)
+            if not math.isfinite(logged["loss"]):
+                raise TrainingError(f"loss became {logged['loss']} at step {step}; lower the learning rate")
+            if rank == 0:
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items()})
+                if step % config.log_every == 0 or step == config.steps:
+                    elapsed = time.monotonic() - started
+                    row = {
+                        "step": step,
+                        "epoch": epoch,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "grad_norm": float(grad_norm),
+                        "images_per_s": images_seen / max(elapsed, 1e-9),
+                        "elapsed_s": elapsed,
+                        **logged,
+                    }
+                    with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics:
+                        metrics.write(json.dumps(row) + "\n")
+                if step % config.checkpoint_every == 0 or step == stop:
+                    _checkpoint(out, encoder, pretrainer, optimizer, config, step, epoch, batch_in_epoch)
+    finally:
+        if bar is not None:
+            bar.close()
+    final = out / FINAL
+    if step < config.steps:
+        return out / LAST
+    if rank == 0:
+        encoder.save_pretrained(final)
+    if world > 1:
+        dist.barrier()
+    return final
+
+
+def _checkpoint(
+    out: Path,
+    encoder: LexLIPEncoder,
+    pretrainer: Pretrainer,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    step: int,
+    epoch: int,
+    batch_in_epoch: int,
+) -> None:
+    """Write the checkpoint to a temporary folder, then swap it in as `last`: a crash never leaves half a state."""
+    tmp = out / f"{LAST}.tmp"
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    encoder.save_pretrained(tmp)
+    meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "config": asdict(config)}
+    save_state(tmp, pretrainer, optimizer, meta)
+    last = out / LAST
+    old = out / f"{LAST}.old"
+    if last.exists():
+        last.rename(old)
+    tmp.rename(last)
+    if old.exists():
+        import shutil
+
+        shutil.rmtree(old)

@@ -1,0 +1,257 @@
+"""LexLIP pre-training objectives (paper section 3.2-3.3), every term switchable for the Table 3 ablation.
+
+Phase 1: self-MLM on the masked caption, image- and text-bottleneck MLM through weakened 2-layer decoders fed with the
+continuous bag-of-words b = softmax(maxpool(logits)) @ sg(W_te) in place of [CLS], and in-batch contrastive with FLOPS.
+Phase 2: momentum encoders (EMA) fill two queues of sparse, non-negative keys; contrastive against them (eq. 21-23).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lexlip_es.model import LexLIPModel
+from trainer.masking import IGNORE, WholeWordMasker
+
+
+@dataclass
+class LossConfig:
+    self_mlm: bool = True
+    image_mlm: bool = True
+    text_mlm: bool = True
+    contrastive: bool = True
+    momentum: bool = False
+    temperature: float = 0.05
+    flops_lambda: float = 0.002
+    flops_warmup_steps: int = 0
+    normalize: bool = True
+    encoder_mask_rate: float = 0.3
+    decoder_mask_rate: float = 0.5
+    decoder_layers: int = 2
+    shared_decoder: bool = False
+    ema: float = 0.99
+    queue_size: int = 4096
+    queue_top_k: int = 256
+    train_top_k_text: int | None = None
+    train_top_k_image: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LossConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown loss settings: {sorted(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PHASES: dict[str, dict[str, Any]] = {
+    "phase1": {},
+    "phase2": {"self_mlm": False, "image_mlm": False, "text_mlm": False, "contrastive": False, "momentum": True},
+    "finetune": {"self_mlm": False, "image_mlm": False, "text_mlm": False, "contrastive": True},
+}
+
+
+def flops(p: torch.Tensor) -> torch.Tensor:
+    """SPLADE's FLOPS regulariser: sum over the vocabulary of the squared mean activation."""
+    return (p.abs().mean(dim=0) ** 2).sum()
+
+
+def quantized_nnz(p: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
+    """Mean number of weights that survive floor(scale * p) > 0: what an index would store."""
+    return (torch.floor(scale * p) > 0).sum(-1).float().mean()
+
+
+def keep_top_k(p: torch.Tensor, k: int | None) -> torch.Tensor:
+    if k is None or k >= p.shape[-1]:
+        return p
+    values, indices = p.topk(k, dim=-1)
+    return torch.zeros_like(p).scatter(-1, indices, values)
+
+
+class WeakDecoder(nn.Module):
+    """Two shallow transformer layers over [bottleneck; embeddings of the aggressively masked caption]."""
+
+    def __init__(self, hidden: int, heads: int, layers: int) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(hidden, heads, 4 * hidden, dropout=0.1, activation="gelu", batch_first=True)
+        self.layers = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, embeddings: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        return self.layers(embeddings, src_key_padding_mask=padding)  # type: ignore[no-any-return]
+
+
+class Pretrainer(nn.Module):
+    """Wraps a LexLIPModel with the decoders, masking, momentum encoders and queues; `forward` returns the losses."""
+
+    def __init__(self, model: LexLIPModel, losses: LossConfig, tokens: list[str], special_ids: list[int]) -> None:
+        super().__init__()
+        self.model = model
+        self.losses = losses
+        hidden = model.text.config.hidden_size
+        heads = model.text.config.num_attention_heads
+        self.masker = WholeWordMasker(tokens, special_ids, tokens.index("[MASK]"))
+        self.image_decoder: WeakDecoder | None = (
+            WeakDecoder(hidden, heads, losses.decoder_layers) if losses.image_mlm else None
+        )
+        self.text_decoder: WeakDecoder | None
+        if losses.text_mlm:
+            self.text_decoder = (
+                self.image_decoder
+                if losses.shared_decoder and self.image_decoder is not None
+                else WeakDecoder(hidden, heads, losses.decoder_layers)
+            )
+        else:
+            self.text_decoder = None
+        self.momentum_model: LexLIPModel | None = None
+        self.step: torch.Tensor
+        self.queue_ptr: torch.Tensor
+        self.queue_len: torch.Tensor
+        if losses.momentum:
+            self.momentum_model = copy.deepcopy(model)
+            for p in self.momentum_model.parameters():
+                p.requires_grad_(False)
+            k, q = losses.queue_top_k, losses.queue_size
+            for side in ("image", "text"):
+                self.register_buffer(f"{side}_queue_idx", torch.zeros(q, k, dtype=torch.long))
+                self.register_buffer(f"{side}_queue_val", torch.zeros(q, k))
+            self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+            self.register_buffer("queue_len", torch.zeros((), dtype=torch.long))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    # --- pieces -------------------------------------------------------------------------------------------------
+    def _vector(self, p: torch.Tensor, k: int | None) -> torch.Tensor:
+        p = keep_top_k(p, k)
+        return F.normalize(p, dim=-1) if self.losses.normalize else p
+
+    def bottleneck(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """b = softmax(maxpool(logits)) @ stopgrad(W_te): a continuous bag of words (B x hidden)."""
+        if mask is not None:
+            logits = logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
+        weights = torch.softmax(logits.amax(dim=1), dim=-1)
+        embeddings: torch.Tensor = self.model.text.bert.embeddings.word_embeddings.weight
+        return weights @ embeddings.detach()
+
+    def _decode(
+        self, decoder: WeakDecoder, b: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        embeddings = self.model.text.bert.embeddings(input_ids=ids)
+        embeddings = torch.cat([b.unsqueeze(1), embeddings[:, 1:]], dim=1)  # b replaces [CLS]
+        hidden = decoder(embeddings, padding=~mask.bool())
+        logits: torch.Tensor = self.model.text.cls(hidden)
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+    def _flops_weight(self) -> float:
+        warm = self.losses.flops_warmup_steps
+        if warm <= 0:
+            return self.losses.flops_lambda
+        return self.losses.flops_lambda * min(1.0, (float(self.step) / warm) ** 2)
+
+    # --- forward --------------------------------------------------------------------------------------------------
+    def forward(
+        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        cfg, model = self.losses, self.model
+        terms: dict[str, torch.Tensor] = {}
+        image_logits = model.image_logits(pixels)
+        p_image = model.sparse_from_logits(image_logits, None)
+        need_masked = cfg.self_mlm or cfg.text_mlm
+        if need_masked:
+            enc_ids, enc_labels = self.masker(ids.cpu(), cfg.encoder_mask_rate, generator)
+            enc_ids, enc_labels = enc_ids.to(ids.device), enc_labels.to(ids.device)
+            masked_logits = model.text_logits(enc_ids, mask)
+            if cfg.self_mlm:
+                terms["self_mlm"] = F.cross_entropy(
+                    masked_logits.flatten(0, 1), enc_labels.flatten(), ignore_index=IGNORE
+                )
+        if cfg.image_mlm or cfg.text_mlm:
+            dec_ids, dec_labels = self.masker(ids.cpu(), cfg.decoder_mask_rate, generator)
+            dec_ids, dec_labels = dec_ids.to(ids.device), dec_labels.to(ids.device)
+            if cfg.image_mlm and self.image_decoder is not None:
+                b = self.bottleneck(image_logits, None)
+                terms["image_mlm"] = self._decode(self.image_decoder, b, dec_ids, mask, dec_labels)
+            if cfg.text_mlm and self.text_decoder is not None:
+                b = self.bottleneck(masked_logits, mask)
+                terms["text_mlm"] = self._decode(self.text_decoder, b, dec_ids, mask, dec_labels)
+        p_text = model.encode_text(ids, mask) if (cfg.contrastive or cfg.momentum) else None
+        stats: dict[str, torch.Tensor] = {}
+        if p_text is not None:
+            v_image = self._vector(p_image, cfg.train_top_k_image)
+            v_text = self._vector(p_text, cfg.train_top_k_text)
+            if cfg.contrastive:
+                scores = v_image @ v_text.T / cfg.temperature
+                target = torch.arange(scores.shape[0], device=scores.device)
+                terms["contrastive"] = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+            if cfg.momentum:
+                terms["momentum"] = self._momentum_loss(v_image, v_text, pixels, ids, mask)
+            weight = self._flops_weight()
+            if weight > 0:
+                terms["flops"] = weight * (flops(v_image) + flops(v_text))
+            with torch.no_grad():
+                stats["nnz_image"] = quantized_nnz(keep_top_k(p_image, cfg.train_top_k_image))
+                stats["nnz_text"] = quantized_nnz(keep_top_k(p_text, cfg.train_top_k_text))
+        if not terms:
+            raise ValueError("every loss term is switched off: nothing to train")
+        return {"loss": torch.stack(list(terms.values())).sum(), **terms, **stats}
+
+    # --- phase 2 --------------------------------------------------------------------------------------------------
+    def _keys(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.momentum_model is not None
+        with torch.no_grad():
+            k = self.losses.queue_top_k
+            k_image = self._vector(self.momentum_model.encode_image(pixels), k)
+            k_text = self._vector(self.momentum_model.encode_text(ids, mask), k)
+        return k_image, k_text
+
+    def _queue_scores(self, v: torch.Tensor, side: str) -> torch.Tensor:
+        n = int(self.queue_len)
+        if n == 0:
+            return v.new_zeros(v.shape[0], 0)
+        idx: torch.Tensor = getattr(self, f"{side}_queue_idx")[:n]
+        val: torch.Tensor = getattr(self, f"{side}_queue_val")[:n]
+        rows = torch.arange(n, device=v.device).repeat_interleave(idx.shape[1])
+        keys = torch.sparse_coo_tensor(
+            torch.stack([rows, idx.flatten()]), val.flatten(), (n, v.shape[1]), check_invariants=False
+        )
+        scores: torch.Tensor = torch.sparse.mm(keys, v.T).T  # B x n
+        return scores
+
+    def _momentum_loss(
+        self, v_image: torch.Tensor, v_text: torch.Tensor, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        k_image, k_text = self._keys(pixels, ids, mask)
+        t = self.losses.temperature
+        i2t = torch.cat([v_image @ k_text.T, self._queue_scores(v_image, "text")], dim=1) / t
+        t2i = torch.cat([v_text @ k_image.T, self._queue_scores(v_text, "image")], dim=1) / t
+        target = torch.arange(v_image.shape[0], device=v_image.device)
+        loss = (F.cross_entropy(i2t, target) + F.cross_entropy(t2i, target)) / 2
+        self._enqueue(k_image, k_text)
+        return loss
+
+    @torch.no_grad()
+    def _enqueue(self, k_image: torch.Tensor, k_text: torch.Tensor) -> None:
+        size, k = self.losses.queue_size, self.losses.queue_top_k
+        ptr = int(self.queue_ptr)
+        for side, keys in (("image", k_image), ("text", k_text)):
+            values, indices = keys.topk(min(k, keys.shape[1]), dim=-1)
+            rows = (torch.arange(keys.shape[0], device=keys.device) + ptr) % size
+            getattr(self, f"{side}_queue_idx")[rows] = indices
+            getattr(self, f"{side}_queue_val")[rows] = values.clamp(min=0)
+        self.queue_ptr.fill_((ptr + k_image.shape[0]) % size)
+        self.queue_len.fill_(min(size, int(self.queue_len) + k_image.shape[0]))
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """EMA: theta_m <- m * theta_m + (1 - m) * theta (after each optimizer step)."""
+        if self.momentum_model is None:
+            return
+        m = self.losses.ema
+        for mp, p in zip(self.momentum_model.parameters(), self.model.parameters(), strict=True):
+            mp.mul_(m).add_(p.detach(), alpha=1 - m)
