@@ -81,6 +81,7 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "model": args.model,
         "seed": args.seed,
         "max_images": args.max_images,
+        "kind": args.kind,
     }
     config = TrainConfig.from_file(args.config or "", **overrides)
     if not config.data:
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--seed", type=int)
     train.add_argument("--max-images", type=int, help="use only the first N training images")
+    train.add_argument("--kind", choices=["lexlip", "dense"], help="dense trains the dense twin (baseline)")
     train.set_defaults(func=_cmd_train)
 
     evaluate = commands.add_parser(

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lexlip_es.encoders.dense import DenseEncoder
 from lexlip_es.encoders.images import normalize, resize_crop
 from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.errors import LexlipError
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images
-from trainer.objectives import PHASES, LossConfig, Pretrainer
+from trainer.objectives import PHASES, DenseObjective, LossConfig, Pretrainer
 from trainer.state import load_state, save_state
 
 LAST = "last"
@@ -49,6 +50,7 @@ class TrainConfig:
     max_images: int | None = None
     device: str = "auto"
     progress: bool = True
+    kind: str = "lexlip"  # "dense" trains the dense twin with the same loop, data and budget
     stop_after: int | None = None  # end this run at that step (checkpointed) and resume later: time-boxed training
     losses: dict[str, Any] = field(default_factory=dict)
 
@@ -116,13 +118,18 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     torch.manual_seed(config.seed + rank)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    encoder_class: Any = DenseEncoder if config.kind == "dense" else LexLIPEncoder
     if config.init:
-        encoder = LexLIPEncoder.from_pretrained(config.init, device=config.device)
+        encoder = encoder_class.from_pretrained(config.init, device=config.device)
     else:
-        encoder = LexLIPEncoder.from_config(config.model, seed=config.seed, device=config.device)
+        encoder = encoder_class.from_config(config.model, seed=config.seed, device=config.device)
     device = encoder.device
     vocab = encoder.tokenizer.vocab
-    pretrainer = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids()).to(device)
+    pretrainer: Any
+    if config.kind == "dense":
+        pretrainer = DenseObjective(encoder.model, losses.temperature).to(device)
+    else:
+        pretrainer = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids()).to(device)
     pretrainer.train()
     params = [p for p in pretrainer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -236,8 +243,8 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
 
 def _checkpoint(
     out: Path,
-    encoder: LexLIPEncoder,
-    pretrainer: Pretrainer,
+    encoder: Any,
+    pretrainer: Any,
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     step: int,

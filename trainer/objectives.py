@@ -255,3 +255,25 @@ class Pretrainer(nn.Module):
         m = self.losses.ema
         for mp, p in zip(self.momentum_model.parameters(), self.model.parameters(), strict=True):
             mp.mul_(m).add_(p.detach(), alpha=1 - m)
+
+
+class DenseObjective(nn.Module):
+    """The dense twin's training objective: the same symmetric in-batch contrastive loss on L2-normalised vectors."""
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model: Any = model
+        self.temperature = temperature
+        self.step: torch.Tensor
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def forward(
+        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        scores = self.model.encode_image(pixels) @ self.model.encode_text(ids, mask).T / self.temperature
+        target = torch.arange(scores.shape[0], device=scores.device)
+        loss = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+        return {"loss": loss, "contrastive": loss.detach()}
+
+    def momentum_update(self) -> None:
+        """No momentum encoder for the dense twin."""

@@ -67,12 +67,17 @@ def start_engines(
             continue
         base = settings.engines_dir / name
         if name == "opensearch":
-            state[name] = start_opensearch(settings, nodes=nodes, heap_mb=heap_mb, base_dir=base)
+            engine = start_opensearch(settings, nodes=nodes, heap_mb=heap_mb, base_dir=base)
         elif name == "elasticsearch":
-            state[name] = start_elasticsearch(settings, heap_mb=heap_mb, base_dir=base)
+            engine = start_elasticsearch(settings, heap_mb=heap_mb, base_dir=base)
         else:
-            state[name] = start_redis(settings, base_dir=base)
-        _save_state(settings, state)
+            engine = start_redis(settings, base_dir=base)
+        state[name] = engine
+        try:
+            _save_state(settings, state)
+        except BaseException:
+            engine.stop()  # an engine nobody can find again must not outlive this call
+            raise
     return state
 
 

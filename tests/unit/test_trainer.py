@@ -226,6 +226,16 @@ def test_phase2_and_finetune_start_from_a_phase1_checkpoint(shapes: Path, tmp_pa
     assert LexLIPEncoder.from_pretrained(tuned).encode_images([load_pairs(shapes, "test")[0].image])[0].nnz > 0
 
 
+def test_the_dense_twin_trains_with_the_same_loop(shapes: Path, tmp_path: Path) -> None:
+    from lexlip_es.encoders.dense import DenseEncoder
+
+    final = train(_config(shapes, tmp_path / "dense", kind="dense", phase="finetune", steps=3))
+    rows = [json.loads(line) for line in (tmp_path / "dense" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in rows)
+    vectors = DenseEncoder.from_pretrained(final).encode_texts(["a red circle"])
+    assert vectors[0].shape == (64,)
+
+
 def test_two_process_gloo_ddp_run_trains(shapes: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     config = tmp_path / "train.json"

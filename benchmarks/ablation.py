@@ -1,0 +1,93 @@
+"""The paper's Table 3 on shapes: the full pipeline, then each phase-1 loss off in turn, then phase 2 off.
+
+    .venv/bin/python benchmarks/ablation.py [--phase1-steps 300] [--phase2-steps 150] [--finetune-steps 300]
+
+Every row runs phase 1 -> phase 2 -> fine-tune with the same steps and data, and reports recall on the 1,000 held-out
+images. Writes benchmarks/results/ablation.md and ablation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from shapes_common import ensure_shapes, evaluate, header, train, write
+
+ROWS: list[tuple[str, dict[str, Any], bool]] = [
+    ("LexLIP (all objectives, both phases)", {}, True),
+    ("w/o self-MLM", {"self_mlm": False}, True),
+    ("w/o image-bottleneck MLM", {"image_mlm": False}, True),
+    ("w/o text-bottleneck MLM", {"text_mlm": False}, True),
+    ("w/o in-batch contrastive", {"contrastive": False}, True),
+    ("w/o phase 2", {}, False),
+]
+TOP_K = {"train_top_k_text": 48, "train_top_k_image": 128}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phase1-steps", type=int, default=300)
+    parser.add_argument("--phase2-steps", type=int, default=150)
+    parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-ablation"))
+    args = parser.parse_args()
+    data = ensure_shapes()
+    base = {
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup": 0.05,
+        "log_every": 50,
+        "checkpoint_every": 100000,
+        "progress": False,
+    }
+    results = []
+    for name, switches, phase2 in ROWS:
+        run = args.out / name.replace(" ", "_").replace("/", "")
+        seconds = train(
+            "phase1", data, run / "phase1", {**base, "steps": args.phase1_steps, "losses": {**TOP_K, **switches}}
+        )
+        start = run / "phase1" / "final"
+        if phase2:
+            seconds += train(
+                "phase2",
+                data,
+                run / "phase2",
+                {**base, "steps": args.phase2_steps, "losses": {**TOP_K, "queue_size": 2048}},
+                "--init",
+                str(start),
+            )
+            start = run / "phase2" / "final"
+        seconds += train(
+            "finetune",
+            data,
+            run / "finetune",
+            {**base, "steps": args.finetune_steps, "losses": TOP_K},
+            "--init",
+            str(start),
+        )
+        metrics, _ = evaluate(run / "finetune" / "final", data, "--top-k-image", "128", "--top-k-text", "48")
+        results.append({"system": name, "train_s": seconds, **metrics})
+    lines = [
+        "# Ablation on shapes (paper Table 3): recall on 1,000 held-out images",
+        "",
+        *(f"- {k}: {v}" for k, v in header().items()),
+        f"- phase 1 {args.phase1_steps} steps, phase 2 {args.phase2_steps}, fine-tune {args.finetune_steps}, "
+        f"batch {args.batch_size}, lr {args.lr}",
+        "",
+        "| setting | t2i R@1 | t2i R@5 | t2i R@10 | i2t R@1 | i2t R@5 | i2t R@10 | train (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        t, i = r["text_to_image"], r["image_to_text"]
+        lines.append(
+            f"| {r['system']} | {t['R@1']:.3f} | {t['R@5']:.3f} | {t['R@10']:.3f} | {i['R@1']:.3f} | "
+            f"{i['R@5']:.3f} | {i['R@10']:.3f} | {r['train_s']:.0f} |"
+        )
+    write("ablation", {"header": header(), "settings": vars(args) | {"out": str(args.out)}, "rows": results}, lines)
+
+
+if __name__ == "__main__":
+    main()
