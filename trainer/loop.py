@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -65,6 +66,8 @@ class TrainConfig:
         return cls(**data)
 
     def loss_config(self) -> LossConfig:
+        if self.kind not in ("lexlip", "dense"):
+            raise ValueError(f"kind must be 'lexlip' or 'dense', got {self.kind!r}")
         if self.phase not in PHASES:
             raise ValueError(f"phase must be one of {sorted(PHASES)}, got {self.phase!r}")
         return LossConfig.from_dict({**PHASES[self.phase], **self.losses})
@@ -156,9 +159,8 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
         step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         if rank == 0:
             echo(f"resuming {config.phase} at step {step}")
-    scheduler_step = step
     for group in optimizer.param_groups:
-        group["lr"] = config.lr * lr_factor(scheduler_step)
+        group["lr"] = config.lr * lr_factor(step)
 
     runner: Any = pretrainer
     if world > 1:
@@ -254,8 +256,6 @@ def _checkpoint(
     """Write the checkpoint to a temporary folder, then swap it in as `last`: a crash never leaves half a state."""
     tmp = out / f"{LAST}.tmp"
     if tmp.exists():
-        import shutil
-
         shutil.rmtree(tmp)
     encoder.save_pretrained(tmp)
     meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "config": asdict(config)}
@@ -266,6 +266,4 @@ def _checkpoint(
         last.rename(old)
     tmp.rename(last)
     if old.exists():
-        import shutil
-
         shutil.rmtree(old)

@@ -145,8 +145,9 @@ class Pretrainer(nn.Module):
         embeddings = self.model.text.bert.embeddings(input_ids=ids)
         embeddings = torch.cat([b.unsqueeze(1), embeddings[:, 1:]], dim=1)  # b replaces [CLS]
         hidden = decoder(embeddings, padding=~mask.bool())
-        logits: torch.Tensor = self.model.text.cls(hidden)
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        scored = labels != IGNORE  # the vocabulary head only where there is something to predict
+        logits: torch.Tensor = self.model.text.cls(hidden[scored])
+        return F.cross_entropy(logits, labels[scored])
 
     def _flops_weight(self) -> float:
         warm = self.losses.flops_warmup_steps
