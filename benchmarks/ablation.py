@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from shapes_common import ensure_shapes, evaluate, header, train, write
+from shapes_common import ensure_shapes, evaluate, header, recall_table, train, write
 
 ROWS: list[tuple[str, dict[str, Any], bool]] = [
     ("LexLIP (all objectives, both phases)", {}, True),
@@ -77,15 +77,8 @@ def main() -> None:
         f"- phase 1 {args.phase1_steps} steps, phase 2 {args.phase2_steps}, fine-tune {args.finetune_steps}, "
         f"batch {args.batch_size}, lr {args.lr}",
         "",
-        "| setting | t2i R@1 | t2i R@5 | t2i R@10 | i2t R@1 | i2t R@5 | i2t R@10 | train (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        *recall_table(results),
     ]
-    for r in results:
-        t, i = r["text_to_image"], r["image_to_text"]
-        lines.append(
-            f"| {r['system']} | {t['R@1']:.3f} | {t['R@5']:.3f} | {t['R@10']:.3f} | {i['R@1']:.3f} | "
-            f"{i['R@5']:.3f} | {i['R@10']:.3f} | {r['train_s']:.0f} |"
-        )
     write("ablation", {"header": header(), "settings": vars(args) | {"out": str(args.out)}, "rows": results}, lines)
 
 

@@ -66,3 +66,19 @@ def write(name: str, data: dict[str, Any], lines: list[str]) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def recall_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows: recall both ways, training seconds and the mean number of stored terms where known."""
+    lines = [
+        "| system | t2i R@1 | t2i R@5 | t2i R@10 | i2t R@1 | i2t R@5 | i2t R@10 | train (s) | nnz image | nnz text |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t, i = r["text_to_image"], r["image_to_text"]
+        lines.append(
+            f"| {r['system']} | {t['R@1']:.3f} | {t['R@5']:.3f} | {t['R@10']:.3f} | {i['R@1']:.3f} | "
+            f"{i['R@5']:.3f} | {i['R@10']:.3f} | {r['train_s']:.0f} | {r.get('mean_nnz_image', '-')} | "
+            f"{r.get('mean_nnz_text', '-')} |"
+        )
+    return lines

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from shapes_common import ensure_shapes, evaluate, header, train, write
+from shapes_common import ensure_shapes, evaluate, header, recall_table, train, write
 
 TOP_K_TEXT, TOP_K_IMAGE = 48, 128
 
@@ -52,16 +52,8 @@ def main() -> None:
         *(f"- {k}: {v}" for k, v in header().items()),
         f"- steps {args.steps} x batch {args.batch_size}, lr {args.lr}; ties count against the model",
         "",
-        "| system | train (s) | t2i R@1 | t2i R@5 | t2i R@10 | i2t R@1 | i2t R@5 | i2t R@10 | nnz image | nnz text |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *recall_table(rows),
     ]
-    for r in rows:
-        t, i = r["text_to_image"], r["image_to_text"]
-        lines.append(
-            f"| {r['system']} | {r['train_s']:.0f} | {t['R@1']:.3f} | {t['R@5']:.3f} | {t['R@10']:.3f} | "
-            f"{i['R@1']:.3f} | {i['R@5']:.3f} | {i['R@10']:.3f} | {r.get('mean_nnz_image', '-')} | "
-            f"{r.get('mean_nnz_text', '-')} |"
-        )
     write("shapes", {"header": header(), "settings": common, "rows": rows}, lines)
 
 
