@@ -82,6 +82,7 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "seed": args.seed,
         "max_images": args.max_images,
         "kind": args.kind,
+        "init_backbones": args.init_backbones,
     }
     config = TrainConfig.from_file(args.config or "", **overrides)
     if not config.data:
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--max-images", type=int, help="use only the first N training images")
     train.add_argument("--kind", choices=["lexlip", "dense"], help="dense trains the dense twin (baseline)")
+    train.add_argument("--init-backbones", help="a dense-twin checkpoint whose towers start the LexLIP model")
     train.set_defaults(func=_cmd_train)
 
     evaluate = commands.add_parser(

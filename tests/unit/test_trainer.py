@@ -236,6 +236,17 @@ def test_the_dense_twin_trains_with_the_same_loop(shapes: Path, tmp_path: Path) 
     assert vectors[0].shape == (64,)
 
 
+def test_a_lexlip_model_can_start_from_the_dense_twins_towers(shapes: Path, tmp_path: Path) -> None:
+    dense = train(_config(shapes, tmp_path / "dense", kind="dense", phase="finetune", steps=2))
+    sparse = train(_config(shapes, tmp_path / "sparse", phase="finetune", steps=1, lr=1e-12, init_backbones=str(dense)))
+    d, s = load_file(str(dense / "model.safetensors")), load_file(str(sparse / "model.safetensors"))
+    assert torch.allclose(s["visual.patch_embed.proj.weight"], d["visual.patch_embed.proj.weight"], atol=1e-8)
+    layer = "encoder.layer.1.output.dense.weight"
+    assert torch.allclose(s[f"text.bert.{layer}"], d[f"text.{layer}"], atol=1e-8)
+    with pytest.raises(ValueError, match="not a dense-twin checkpoint"):
+        train(_config(shapes, tmp_path / "bad", phase="finetune", steps=1, init_backbones=str(sparse)))
+
+
 def test_two_process_gloo_ddp_run_trains(shapes: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     config = tmp_path / "train.json"
