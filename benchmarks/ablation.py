@@ -1,9 +1,12 @@
 """The paper's Table 3 on shapes: the full pipeline, then each phase-1 loss off in turn, then phase 2 off.
 
-    .venv/bin/python benchmarks/ablation.py [--phase1-steps 300] [--phase2-steps 150] [--finetune-steps 300]
+    .venv/bin/python benchmarks/ablation.py [--phase1-steps 120] [--phase2-steps 60] [--finetune-steps 300]
+        [--backbones /tmp/lexlip-shapes/dense/final]
 
 Every row runs phase 1 -> phase 2 -> fine-tune with the same steps and data, and reports recall on the 1,000 held-out
-images. Writes benchmarks/results/ablation.md and ablation.json.
+images. As in the shapes recipe (benchmarks/train_shapes.py), every row starts its towers from the same dense twin
+(trained here first when --backbones does not exist): phase 1 from random towers needs hours on this CPU, and a
+table of chance-level rows would show nothing. Writes benchmarks/results/ablation.md and ablation.json.
 """
 
 from __future__ import annotations
@@ -27,14 +30,28 @@ TOP_K = {"train_top_k_text": 48, "train_top_k_image": 128}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phase1-steps", type=int, default=300)
-    parser.add_argument("--phase2-steps", type=int, default=150)
+    parser.add_argument("--phase1-steps", type=int, default=120)
+    parser.add_argument("--phase2-steps", type=int, default=60)
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-ablation"))
+    parser.add_argument("--backbones", type=Path, default=Path("/tmp/lexlip-shapes/dense/final"))
+    parser.add_argument("--backbone-steps", type=int, default=4500)
     args = parser.parse_args()
     data = ensure_shapes()
+    if not (args.backbones / "config.json").exists():
+        settings = {
+            "kind": "dense",
+            "steps": args.backbone_steps,
+            "batch_size": 64,
+            "lr": 1e-3,
+            "warmup": 0.05,
+            "log_every": 100,
+            "checkpoint_every": 100000,
+            "progress": False,
+        }
+        train("finetune", data, args.backbones.parent, settings)
     base = {
         "batch_size": args.batch_size,
         "lr": args.lr,
@@ -75,7 +92,7 @@ def main() -> None:
         "",
         *(f"- {k}: {v}" for k, v in header().items()),
         f"- phase 1 {args.phase1_steps} steps, phase 2 {args.phase2_steps}, fine-tune {args.finetune_steps}, "
-        f"batch {args.batch_size}, lr {args.lr}",
+        f"batch {args.batch_size}, lr {args.lr}; towers from the dense twin at {args.backbones}",
         "",
         *recall_table(results),
     ]
