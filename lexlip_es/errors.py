@@ -22,3 +22,23 @@ class EngineStartError(EngineError):
         if log_tail:
             message += f"\n--- last lines of the {engine} log ---\n{log_tail}"
         super().__init__(message)
+
+
+class EngineUnavailableError(EngineError):
+    """The search cluster could not be reached (connection refused, timeout, DNS)."""
+
+
+class IndexNotFoundError(LexlipError):
+    """The index or alias named in a call does not exist."""
+
+
+class QueryError(LexlipError, ValueError):
+    """A query the library refuses: wrong type, too long, control characters, non-positive weights."""
+
+
+class EmptyQueryError(QueryError):
+    """There is nothing to search for: empty text, or a text or image whose lexicon has no positive weight."""
+
+
+class MappingError(LexlipError):
+    """An index exists but was not made for this model or layout (missing fields, other model id, other scale)."""

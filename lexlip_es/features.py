@@ -51,3 +51,13 @@ def dot(query: Mapping[str, float], doc: Mapping[str, float]) -> float:
 def lucene_dot(query: Mapping[str, float], doc: Mapping[str, float]) -> float:
     """Dot product with document weights as Lucene's FeatureField stores them (query boosts stay exact)."""
     return sum(w * lucene_feature_value(doc[t]) for t, w in query.items() if t in doc)
+
+
+def impact_features(vector: Mapping[str, int], what: str) -> dict[str, int]:
+    """Escaped names with positive integer weights, as written to the engines and Anserini; refuses anything else."""
+    out: dict[str, int] = {}
+    for token, weight in vector.items():
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
+            raise ValueError(f"{what}: weight of {token!r} must be a positive integer, got {weight!r}")
+        out[escape_feature(token)] = weight
+    return out

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lexlip_es.errors import EmptyQueryError, QueryError
 from lexlip_es.features import escape_feature
 
 
 def _check_weights(weights: Mapping[str, float]) -> None:
     if not weights:
-        raise ValueError("the query lexicon is empty: there is nothing to search for")
+        raise EmptyQueryError("the query lexicon is empty: there is nothing to search for")
     for token, weight in weights.items():
         if not weight > 0:
-            raise ValueError(f"query weight for {token!r} must be positive, got {weight!r}")
+            raise QueryError(f"query weight for {token!r} must be positive, got {weight!r}")
 
 
 def rank_feature_query(field: str, weights: Mapping[str, float]) -> dict[str, Any]:
@@ -50,3 +51,43 @@ def escaped_document(weights: Mapping[str, float]) -> dict[str, float]:
         if not weight > 0:
             raise ValueError(f"document weight for {token!r} must be positive, got {weight!r}")
     return {escape_feature(t): w for t, w in weights.items()}
+
+
+def lexicon_clause(flavor: str, field_type: str, field: str, weights: Mapping[str, float]) -> dict[str, Any]:
+    """The scoring clause for one lexicon field: rank_feature for `rank_features`, sparse_vector otherwise."""
+    if field_type == "sparse_vector":
+        if flavor != "elasticsearch":
+            raise QueryError("sparse_vector fields are an Elasticsearch feature; OpenSearch indices use rank_features")
+        return sparse_vector_query(field, weights)
+    return rank_feature_query(field, weights)
+
+
+def search_body(
+    clause: Mapping[str, Any],
+    k: int,
+    *,
+    filters: Sequence[Mapping[str, Any]] = (),
+    min_score: float | None = None,
+    source: bool | Sequence[str] | Mapping[str, Any] = True,
+    track_total_hits: bool | int = False,
+    tie_break_field: str | None = None,
+) -> dict[str, Any]:
+    """A `_search` body: the lexicon clause must match (scores), `filters` only restrict (no score).
+
+    With `tie_break_field`, equal scores are ordered by that keyword field, so every engine returns the same top k.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise QueryError(f"k must be a positive integer, got {k!r}")
+    if "bool" in clause and not filters:
+        query: dict[str, Any] = dict(clause)
+    else:
+        query = {"bool": {"must": [dict(clause)]}}
+        if filters:
+            query["bool"]["filter"] = [dict(f) for f in filters]
+    body: dict[str, Any] = {"size": k, "query": query, "track_total_hits": track_total_hits, "_source": source}
+    if min_score is not None:
+        body["min_score"] = min_score
+    if tie_break_field:
+        body["sort"] = [{"_score": {"order": "desc"}}, {tie_break_field: {"order": "asc"}}]
+        body["track_scores"] = True
+    return body

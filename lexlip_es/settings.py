@@ -33,6 +33,9 @@ class Settings:
     engine_heap_mb: int = 512
     engine_user: str = "nobody"
     start_timeout_s: float = 180.0
+    checkpoint: Path | None = None
+    """The LexLIP checkpoint folder `lexlip search` encodes queries with."""
+    max_query_chars: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

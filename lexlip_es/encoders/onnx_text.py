@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from lexlip_es.encoders.base import TextEncoder
+from lexlip_es.encoders.base import TextEncoder, checkpoint_model_id
 from lexlip_es.sparse import SparseVector
 from lexlip_es.tokenizer import TextTokenizer
 
@@ -75,6 +75,7 @@ class OnnxTextEncoder(TextEncoder):
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(directory / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         self.batch_size = batch_size
+        self.model_id = checkpoint_model_id(directory)
 
     @property
     def vocab(self) -> Any:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lexlip_es.encoders.base import checkpoint_model_id
 from lexlip_es.encoders.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, to_array
 from lexlip_es.model import create_model, create_tokenizer
 from lexlip_es.model.config import CONFIG_FILE, LexLIPConfig, get_config
@@ -51,6 +52,8 @@ class TorchEncoderBase:
         self.model: Any = model.to(self.device).eval()
         self.batch_size = batch_size
         self.max_pixels = max_pixels
+        self.model_id = f"{config.name}-unsaved"
+        """Recorded with every document this encoder writes; set from the weights' hash when loaded or saved."""
 
     @property
     def vocab(self) -> Any:
@@ -81,7 +84,9 @@ class TorchEncoderBase:
         bare = config.with_(text=replace(config.text, weights=None), vision=replace(config.vision, weights=None))
         model = create_model(bare, seed=None, tokenizer=tokenizer)
         load_model(model, str(directory / WEIGHTS_FILE), strict=True)
-        return cls(model, config, tokenizer, device=device, batch_size=batch_size)
+        encoder = cls(model, config, tokenizer, device=device, batch_size=batch_size)
+        encoder.model_id = checkpoint_model_id(directory)
+        return encoder
 
     def save_pretrained(self, directory: str | Path) -> Path:
         from safetensors.torch import save_model
@@ -92,6 +97,7 @@ class TorchEncoderBase:
         data = self.config.with_(tokenizer=".").to_dict()
         (directory / CONFIG_FILE).write_text(json.dumps(data, indent=2) + "\n")
         save_model(self.model, str(directory / WEIGHTS_FILE))
+        self.model_id = checkpoint_model_id(directory)
         return directory
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from lexlip_es.errors import EngineError
-from lexlip_es.features import escape_feature
+from lexlip_es.features import impact_features
 from lexlip_es.local.java import JavaRuntime, compile_launcher, find_java
 from lexlip_es.local.maven import fetch_artifact
 from lexlip_es.settings import Settings
@@ -24,15 +24,6 @@ MIN_JAVA = 21
 SEARCH_LAUNCHER = "LexlipAnseriniSearch.java"
 
 Hit = tuple[str, float]
-
-
-def _int_vector(vector: Mapping[str, int], what: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for token, weight in vector.items():
-        if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
-            raise ValueError(f"{what}: impact weight for {token!r} must be a positive integer, got {weight!r}")
-        out[escape_feature(token)] = weight
-    return out
 
 
 class Anserini:
@@ -67,7 +58,11 @@ class Anserini:
             count = 0
             with open(Path(tmp) / "docs.jsonl", "w", encoding="utf-8") as f:
                 for doc_id, vector in documents:
-                    record = {"id": str(doc_id), "contents": "", "vector": _int_vector(vector, f"document {doc_id}")}
+                    record = {
+                        "id": str(doc_id),
+                        "contents": "",
+                        "vector": impact_features(vector, f"document {doc_id}"),
+                    }
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
                     count += 1
             self._java(
@@ -100,7 +95,7 @@ class Anserini:
             ids: dict[str, str] = {}
             with open(q_path, "w", encoding="utf-8") as f:
                 for n, (qid, vector) in enumerate(queries):
-                    terms = " ".join(f"{t} {w}" for t, w in _int_vector(vector, f"query {qid}").items())
+                    terms = " ".join(f"{t} {w}" for t, w in impact_features(vector, f"query {qid}").items())
                     ids[str(n)] = str(qid)
                     f.write(f"{n}\t{terms}\n")
             self._java(

@@ -1,0 +1,207 @@
+"""OpenSearch and Elasticsearch as search backends, through the caller's own client (sync or async).
+
+`EngineQueries` holds everything that needs no I/O (request bodies, response parsing, contributions) so that the
+sync and async backends only differ in `await`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lexlip_es.backends.base import Contribution, SearchHit, VectorBackend, check_vector, sort_hits
+from lexlip_es.clients import engine_errors, flavor_of
+from lexlip_es.errors import QueryError
+from lexlip_es.features import escape_feature, lucene_feature_value, unescape_feature
+from lexlip_es.mapping import ID_FIELD, LEXICON_FIELDS, MODEL_FIELD, Flavor, LexiconLayout
+from lexlip_es.query import lexicon_clause, search_body
+
+_FEATURE_IN_EXPLANATION = re.compile(r"for the (\S+) feature")
+
+
+def top_terms(vector: Mapping[str, float], k: int | None) -> dict[str, float]:
+    """The k largest query weights (ties to the smaller token), so that a query stays under the clause limit."""
+    if k is None or len(vector) <= k:
+        return dict(vector)
+    ranked = sorted(vector.items(), key=lambda item: (-item[1], item[0]))[:k]
+    return dict(ranked)
+
+
+@dataclass
+class EngineQueries:
+    flavor: Flavor
+    index: str
+    layout: LexiconLayout
+    max_terms: int | None = None
+    tie_break: bool = True
+    source: bool | Sequence[str] | Mapping[str, Any] = True
+
+    def body(
+        self,
+        vector: Mapping[str, float],
+        k: int,
+        field: str,
+        filters: Sequence[Mapping[str, Any]] = (),
+        min_score: float | None = None,
+    ) -> dict[str, Any]:
+        if field not in LEXICON_FIELDS:
+            raise QueryError(f"field must be one of {LEXICON_FIELDS}, got {field!r}")
+        for f in filters:
+            if not isinstance(f, Mapping):
+                raise QueryError(f"filters must be query clauses (dicts), got {f!r}")
+        weights = top_terms(check_vector(vector), self.max_terms)
+        clause = lexicon_clause(self.flavor, self.layout.field_type, field, weights)
+        model_filter = {"term": {MODEL_FIELD: self.layout.model_id}}
+        return search_body(
+            clause,
+            k,
+            filters=[model_filter, *filters],
+            min_score=min_score,
+            source=self.source,
+            tie_break_field=ID_FIELD if self.tie_break else None,
+        )
+
+    def hits(self, response: Mapping[str, Any], field: str, vector: Mapping[str, float]) -> list[SearchHit]:
+        query = top_terms(dict(vector), self.max_terms)
+        hits = [
+            SearchHit(
+                id=str(h["_id"]),
+                score=float(h["_score"]),
+                source=h.get("_source") or {},
+                index=str(h.get("_index", self.index)),
+                field=field,
+                query=query,
+            )
+            for h in response["hits"]["hits"]
+        ]
+        return hits if self.tie_break else sort_hits(hits)
+
+    def request(self, body: Mapping[str, Any], **params: Any) -> dict[str, Any]:
+        """Keyword arguments for a client call: opensearch-py takes `body=`, the elasticsearch client the fields."""
+        return {**params, "body": dict(body)} if self.flavor == "opensearch" else {**params, **body}
+
+    def search_request(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request(body, index=self.index)
+
+    def explain_request(self, hit: SearchHit) -> dict[str, Any]:
+        return self.request(self.explain_body(hit), index=hit.index, id=hit.id)
+
+    def msearch_lines(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        lines: list[dict[str, Any]] = []
+        for body in bodies:
+            lines.extend([{"index": self.index}, dict(body)])
+        return lines
+
+    @staticmethod
+    def from_source(hit: SearchHit) -> list[Contribution] | None:
+        stored = hit.source.get(hit.field)
+        if not isinstance(stored, Mapping):
+            return None
+        doc = {unescape_feature(name): float(w) for name, w in stored.items()}
+        out = [
+            Contribution(token, float(q), doc[token], lucene_feature_value(doc[token]))
+            for token, q in hit.query.items()
+            if token in doc
+        ]
+        return sorted(out, key=lambda c: (-c.score, c.token))
+
+    def explain_body(self, hit: SearchHit) -> dict[str, Any]:
+        return {"query": lexicon_clause(self.flavor, self.layout.field_type, hit.field, dict(hit.query))}
+
+    @staticmethod
+    def from_explanation(hit: SearchHit, explanation: Mapping[str, Any]) -> list[Contribution]:
+        """Per-token scores from the engine's `_explain`: one detail per matched clause, named by its feature."""
+        by_name = {escape_feature(t): t for t in hit.query}
+        details = explanation.get("details") or [explanation]
+        out = []
+        for detail in details:
+            match = _FEATURE_IN_EXPLANATION.search(str(detail.get("description", "")))
+            if not match or match.group(1) not in by_name:
+                continue
+            token = by_name[match.group(1)]
+            q = float(hit.query[token])
+            engine_weight = float(detail["value"]) / q
+            out.append(Contribution(token, q, engine_weight, engine_weight))
+        return sorted(out, key=lambda c: (-c.score, c.token))
+
+
+class EngineBackend(VectorBackend):
+    """Searches one index (or alias) of an OpenSearch / Elasticsearch cluster with a sync client."""
+
+    def __init__(self, client: Any, queries: EngineQueries) -> None:
+        self.client = client
+        self.q = queries
+        self.name = queries.flavor
+
+    @classmethod
+    def create(cls, client: Any, index: str, layout: LexiconLayout, **options: Any) -> EngineBackend:
+        return cls(client, EngineQueries(flavor_of(client), index, layout, **options))
+
+    def search(
+        self,
+        vector: Mapping[str, float],
+        k: int,
+        field: str,
+        filters: Sequence[Mapping[str, Any]] = (),
+        min_score: float | None = None,
+    ) -> list[SearchHit]:
+        body = self.q.body(vector, k, field, filters, min_score)
+        with engine_errors(f"searching {self.q.index!r}", self.q.index):
+            response = self.client.search(**self.q.search_request(body))
+        return self.q.hits(response, field, vector)
+
+    def search_many(
+        self, queries: Sequence[Mapping[str, float]], k: int, field: str = "image_lexicon"
+    ) -> list[list[SearchHit]]:
+        bodies = [self.q.body(v, k, field) for v in queries]
+        with engine_errors(f"searching {self.q.index!r}", self.q.index):
+            if self.q.flavor == "opensearch":
+                response = self.client.msearch(body=self.q.msearch_lines(bodies))
+            else:
+                response = self.client.msearch(searches=self.q.msearch_lines(bodies))
+        out = []
+        for vector, item in zip(queries, response["responses"], strict=True):
+            if "error" in item:
+                raise QueryError(f"searching {self.q.index!r}: {item['error']}")
+            out.append(self.q.hits(item, field, vector))
+        return out
+
+    def contributions(self, hit: SearchHit) -> list[Contribution]:
+        found = self.q.from_source(hit)
+        if found is not None:
+            return found
+        with engine_errors(f"explaining {hit.id!r} in {hit.index!r}", hit.index):
+            response = self.client.explain(**self.q.explain_request(hit))
+        return self.q.from_explanation(hit, response["explanation"])
+
+
+class AsyncEngineBackend:
+    """The same searches through AsyncOpenSearch or AsyncElasticsearch."""
+
+    def __init__(self, client: Any, queries: EngineQueries) -> None:
+        self.client = client
+        self.q = queries
+        self.name = queries.flavor
+
+    async def search(
+        self,
+        vector: Mapping[str, float],
+        k: int,
+        field: str,
+        filters: Sequence[Mapping[str, Any]] = (),
+        min_score: float | None = None,
+    ) -> list[SearchHit]:
+        body = self.q.body(vector, k, field, filters, min_score)
+        with engine_errors(f"searching {self.q.index!r}", self.q.index):
+            response = await self.client.search(**self.q.search_request(body))
+        return self.q.hits(response, field, vector)
+
+    async def contributions(self, hit: SearchHit) -> list[Contribution]:
+        found = self.q.from_source(hit)
+        if found is not None:
+            return found
+        with engine_errors(f"explaining {hit.id!r} in {hit.index!r}", hit.index):
+            response = await self.client.explain(**self.q.explain_request(hit))
+        return self.q.from_explanation(hit, response["explanation"])

@@ -1,0 +1,167 @@
+"""`lexlip index`, `lexlip search` and `lexlip parity`: the commands that talk to a search cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from lexlip_es.errors import LexlipError
+from lexlip_es.settings import Settings
+
+
+def client_for(url: str | None, what: str) -> Any:
+    """An opensearch-py client for `url` (the CLI's own; library callers pass theirs)."""
+    if not url:
+        raise LexlipError(f"{what} needs a cluster: pass --url or set LEXLIP_OPENSEARCH_URL")
+    from opensearchpy import OpenSearch
+
+    return OpenSearch(url, timeout=30, max_retries=0)
+
+
+def text_encoder(checkpoint: str | Path | None) -> Any:
+    """ONNX Runtime when the checkpoint holds an export (no torch at query time), else the torch encoder."""
+    if not checkpoint:
+        raise LexlipError("searching by text needs a checkpoint: pass --checkpoint or set LEXLIP_CHECKPOINT")
+    directory = Path(checkpoint)
+    if not (directory / "config.json").exists():
+        raise LexlipError(f"{directory} is not a checkpoint folder (no config.json)")
+    from lexlip_es.encoders.onnx_text import ONNX_FILE
+
+    if (directory / ONNX_FILE).exists():
+        from lexlip_es.encoders.onnx_text import OnnxTextEncoder
+
+        return OnnxTextEncoder(directory)
+    from lexlip_es.encoders.lexlip import LexLIPEncoder
+
+    return LexLIPEncoder.from_pretrained(directory)
+
+
+def _cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from lexlip_es.search import LexSearch, check_text
+
+    check_text(args.text, settings.max_query_chars)
+    client = client_for(args.url or settings.opensearch_url, "lexlip search")
+    search = LexSearch(
+        client,
+        args.index,
+        text_encoder=text_encoder(args.checkpoint or settings.checkpoint),
+        max_query_chars=settings.max_query_chars,
+    )
+    hits = search.search_text(args.text, k=args.k)
+    if not hits:
+        print("no matching images")
+        return 0
+    print(f"{'rank':>4}  {'score':>10}  {'id':24}  top tokens (query x document)")
+    for rank, hit in enumerate(hits, 1):
+        tokens = ", ".join(f"{c.token} {c.score:g}" for c in search.explain(hit)[: args.tokens])
+        print(f"{rank:>4}  {hit.score:>10.1f}  {hit.id[:24]:24}  {tokens}")
+    return 0
+
+
+def _cmd_index_create(args: argparse.Namespace, settings: Settings) -> int:
+    from lexlip_es.indices import create_index
+    from lexlip_es.mapping import IndexOptions, LexiconLayout
+
+    layout = LexiconLayout(
+        args.model_id,
+        scale=args.scale,
+        top_k_image=args.top_k_image,
+        top_k_text=args.top_k_text,
+        exclude_lexicons_from_source=args.exclude_lexicons_from_source,
+    )
+    metadata = json.loads(args.metadata) if args.metadata else {}
+    options = IndexOptions(shards=args.shards, replicas=args.replicas, metadata_properties=metadata)
+    create_index(client_for(args.url or settings.opensearch_url, "lexlip index create"), args.index, layout, options)
+    print(f"created {args.index} for model {args.model_id}")
+    return 0
+
+
+def _cmd_parity(args: argparse.Namespace, settings: Settings) -> int:
+    from lexlip_es.parity import load_vectors, run_parity
+
+    report = run_parity(
+        load_vectors(args.corpus), load_vectors(args.queries), settings, k=args.k, engines=args.engines.split(",")
+    )
+    markdown = report.markdown()
+    print(markdown)
+    if args.report:
+        path = Path(args.report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown)
+        path.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=2))
+        print(f"report: {path} and {path.with_suffix('.json')}")
+    return 0 if report.ok else 1
+
+
+def _cmd_data_zipf(args: argparse.Namespace, settings: Settings) -> int:
+    from lexlip_es.parity import write_vectors, zipf_vectors
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    docs = zipf_vectors(args.docs, (args.min_terms, args.max_terms), big_fraction=args.big_fraction, seed=args.seed)
+    queries = zipf_vectors(args.queries, (5, 40), big_fraction=0.0, seed=args.seed + 1, prefix="q")
+    write_vectors(out / "corpus.jsonl", docs)
+    write_vectors(out / "queries.jsonl", queries)
+    print(f"wrote {out / 'corpus.jsonl'} ({len(docs)} documents) and {out / 'queries.jsonl'} ({len(queries)} queries)")
+    return 0
+
+
+def add_commands(commands: Any, data_cmds: Any) -> None:
+    zipf = data_cmds.add_parser(
+        "zipf",
+        help="synthetic lexicon vectors for the parity harness",
+        description="Documents and queries with Zipf-distributed terms and LexLIP-like integer weights.",
+    )
+    zipf.add_argument("--out", required=True)
+    zipf.add_argument("--docs", type=int, default=10000)
+    zipf.add_argument("--queries", type=int, default=1000)
+    zipf.add_argument("--min-terms", type=int, default=20)
+    zipf.add_argument("--max-terms", type=int, default=200)
+    zipf.add_argument("--big-fraction", type=float, default=0.002, help="share of rare-term weights pushed above 511")
+    zipf.add_argument("--seed", type=int, default=0)
+    zipf.set_defaults(func=_cmd_data_zipf)
+
+    index = commands.add_parser("index", help="manage LexLIP indices", description="Manage LexLIP indices.")
+    index_cmds = index.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    create = index_cmds.add_parser(
+        "create", help="create a LexLIP index", description="Create an index with the LexLIP mapping and _meta."
+    )
+    create.add_argument("index")
+    create.add_argument("--model-id", required=True)
+    create.add_argument("--scale", type=float, default=100.0)
+    create.add_argument("--top-k-image", type=int, default=128)
+    create.add_argument("--top-k-text", type=int, default=48)
+    create.add_argument("--shards", type=int, default=1)
+    create.add_argument("--replicas", type=int, default=1)
+    create.add_argument("--exclude-lexicons-from-source", action="store_true")
+    create.add_argument("--metadata", help='JSON of your own field mappings, e.g. {"caption": {"type": "text"}}')
+    create.add_argument("--url", help="cluster URL (default LEXLIP_OPENSEARCH_URL)")
+    create.set_defaults(func=_cmd_index_create)
+
+    search = commands.add_parser(
+        "search",
+        help="search images by text",
+        description="Encode a text with a checkpoint and print the top images with their matching tokens.",
+    )
+    search.add_argument("text")
+    search.add_argument("--index", required=True)
+    search.add_argument("--checkpoint", help="checkpoint folder (default LEXLIP_CHECKPOINT)")
+    search.add_argument("--url", help="cluster URL (default LEXLIP_OPENSEARCH_URL)")
+    search.add_argument("-k", "--k", type=int, default=10)
+    search.add_argument("--tokens", type=int, default=5, help="matching tokens shown per hit")
+    search.set_defaults(func=_cmd_search)
+
+    parity = commands.add_parser(
+        "parity",
+        help="compare OpenSearch, Elasticsearch, Anserini and the exact scorer",
+        description="Index the same vectors everywhere, run the same queries, report every mismatch. Engines come "
+        "from LEXLIP_OPENSEARCH_URL / LEXLIP_ELASTICSEARCH_URL or are started locally.",
+    )
+    parity.add_argument("--corpus", required=True, help='JSONL of {"id": ..., "vector": {token: int}}')
+    parity.add_argument("--queries", required=True, help="JSONL of the same shape")
+    parity.add_argument("--k", type=int, default=10)
+    parity.add_argument("--engines", default="opensearch,elasticsearch,anserini")
+    parity.add_argument("--report", help="write the markdown report here (and the JSON beside it)")
+    parity.set_defaults(func=_cmd_parity)

@@ -1,0 +1,125 @@
+"""The index layout for LexLIP documents: field names, the mapping, `_meta`, settings and index templates.
+
+One document per image: its lexicon (`image_lexicon`), the merged lexicon of its captions (`caption_lexicon`), the
+model that wrote them (`lexlip_model`), the caller's item id (`lexlip_id`, the tie-breaker) and the caller's own
+metadata fields, which this module never touches. OpenSearch stores lexicons as `rank_features`; Elasticsearch as
+`sparse_vector` (8.11+), or `rank_features` where the cluster has mapper-extras and the caller asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from lexlip_es.errors import MappingError
+from lexlip_es.sparse import DEFAULT_SCALE
+
+Flavor = Literal["opensearch", "elasticsearch"]
+FieldType = Literal["rank_features", "sparse_vector"]
+
+IMAGE_FIELD = "image_lexicon"
+CAPTION_FIELD = "caption_lexicon"
+MODEL_FIELD = "lexlip_model"
+ID_FIELD = "lexlip_id"
+LEXICON_FIELDS = (IMAGE_FIELD, CAPTION_FIELD)
+LAYOUT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LexiconLayout:
+    """What a LexLIP index records about the vectors it holds; written into the mapping's `_meta`."""
+
+    model_id: str
+    scale: float = DEFAULT_SCALE
+    top_k_image: int | None = 128
+    top_k_text: int | None = 48
+    field_type: FieldType = "rank_features"
+    exclude_lexicons_from_source: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.model_id or not isinstance(self.model_id, str):
+            raise MappingError("a LexLIP index needs a non-empty model id")
+        if not self.scale > 0:
+            raise MappingError(f"scale must be positive, got {self.scale!r}")
+        for name in ("top_k_image", "top_k_text"):
+            k = getattr(self, name)
+            if k is not None and (not isinstance(k, int) or k <= 0):
+                raise MappingError(f"{name} must be a positive integer or None, got {k!r}")
+        if self.field_type not in ("rank_features", "sparse_vector"):
+            raise MappingError(f"field_type must be rank_features or sparse_vector, got {self.field_type!r}")
+
+    def meta(self) -> dict[str, Any]:
+        return {"lexlip": {"layout": LAYOUT_VERSION, **asdict(self)}}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None, index: str = "the index") -> LexiconLayout:
+        data = (meta or {}).get("lexlip")
+        if not isinstance(data, Mapping):
+            raise MappingError(f"{index} has no lexlip entry in its mapping's _meta: it was not created by lexlip-es")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """Index-level choices passed through to the engine."""
+
+    shards: int = 1
+    replicas: int = 1
+    refresh_interval: str | None = None
+    metadata_properties: Mapping[str, Any] = field(default_factory=dict)
+    """The caller's own field mappings (e.g. {"caption": {"type": "text"}}), added as given."""
+
+
+def lexicon_properties(layout: LexiconLayout) -> dict[str, Any]:
+    lexicon = {"type": layout.field_type}
+    return {
+        IMAGE_FIELD: dict(lexicon),
+        CAPTION_FIELD: dict(lexicon),
+        MODEL_FIELD: {"type": "keyword"},
+        ID_FIELD: {"type": "keyword"},
+    }
+
+
+def mappings(layout: LexiconLayout, options: IndexOptions | None = None) -> dict[str, Any]:
+    options = options or IndexOptions()
+    clash = set(options.metadata_properties) & set(lexicon_properties(layout))
+    if clash:
+        raise MappingError(f"metadata fields {sorted(clash)} clash with the fields lexlip-es owns")
+    body: dict[str, Any] = {
+        "_meta": layout.meta(),
+        "properties": {**options.metadata_properties, **lexicon_properties(layout)},
+    }
+    if layout.exclude_lexicons_from_source:
+        body["_source"] = {"excludes": list(LEXICON_FIELDS)}
+    return body
+
+
+def index_settings(options: IndexOptions | None = None) -> dict[str, Any]:
+    options = options or IndexOptions()
+    if options.shards < 1 or options.replicas < 0:
+        raise MappingError(f"shards must be >= 1 and replicas >= 0, got {options.shards} and {options.replicas}")
+    index: dict[str, Any] = {"number_of_shards": options.shards, "number_of_replicas": options.replicas}
+    if options.refresh_interval is not None:
+        index["refresh_interval"] = options.refresh_interval
+    return {"index": index}
+
+
+def index_body(layout: LexiconLayout, options: IndexOptions | None = None) -> dict[str, Any]:
+    """The body of `PUT /<index>`."""
+    return {"settings": index_settings(options), "mappings": mappings(layout, options)}
+
+
+def template_body(
+    patterns: list[str], layout: LexiconLayout, options: IndexOptions | None = None, priority: int = 100
+) -> dict[str, Any]:
+    """The body of `PUT /_index_template/<name>`: every new index matching `patterns` gets the LexLIP layout."""
+    if not patterns:
+        raise MappingError("an index template needs at least one index pattern")
+    return {
+        "index_patterns": list(patterns),
+        "priority": priority,
+        "template": index_body(layout, options),
+        "_meta": layout.meta(),
+    }

@@ -1,0 +1,181 @@
+"""Exact query JSON, query-side checks, explanations and error translation, without a server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lexlip_es.backends.base import SearchHit
+from lexlip_es.backends.engine import EngineQueries, top_terms
+from lexlip_es.backends.exact import ExactBackend
+from lexlip_es.clients import translate
+from lexlip_es.errors import EmptyQueryError, EngineUnavailableError, IndexNotFoundError, QueryError
+from lexlip_es.mapping import LexiconLayout
+from lexlip_es.search import check_text
+
+
+def _queries(flavor: str = "opensearch", **kwargs: Any) -> EngineQueries:
+    field_type = kwargs.pop("field_type", "rank_features")
+    return EngineQueries(flavor, "images", LexiconLayout("m1", field_type=field_type), **kwargs)  # type: ignore[arg-type]
+
+
+def test_opensearch_search_body_is_exact() -> None:
+    body = _queries(max_terms=2).body(
+        {"red": 30, "u.s": 5, "circle": 30}, 10, "image_lexicon", [{"term": {"shop": "eu"}}], min_score=2.0
+    )
+    assert body == {
+        "size": 10,
+        "query": {
+            "bool": {
+                "must": [
+                    {
+                        "bool": {
+                            "should": [
+                                {"rank_feature": {"field": "image_lexicon.circle", "linear": {}, "boost": 30}},
+                                {"rank_feature": {"field": "image_lexicon.red", "linear": {}, "boost": 30}},
+                            ]
+                        }
+                    }
+                ],
+                "filter": [{"term": {"lexlip_model": "m1"}}, {"term": {"shop": "eu"}}],
+            }
+        },
+        "track_total_hits": False,
+        "_source": True,
+        "min_score": 2.0,
+        "sort": [{"_score": {"order": "desc"}}, {"lexlip_id": {"order": "asc"}}],
+        "track_scores": True,
+    }
+
+
+def test_elasticsearch_sparse_vector_body() -> None:
+    body = _queries("elasticsearch", field_type="sparse_vector", tie_break=False, source=["file"]).body(
+        {"u.s": 5}, 3, "caption_lexicon"
+    )
+    assert body == {
+        "size": 3,
+        "query": {
+            "bool": {
+                "must": [{"sparse_vector": {"field": "caption_lexicon", "query_vector": {"u%2Es": 5}, "prune": False}}],
+                "filter": [{"term": {"lexlip_model": "m1"}}],
+            }
+        },
+        "track_total_hits": False,
+        "_source": ["file"],
+    }
+
+
+def test_top_terms_keeps_the_largest_weights_ties_to_the_smaller_token() -> None:
+    assert top_terms({"b": 5, "a": 5, "c": 9, "d": 1}, 2) == {"c": 9, "a": 5}
+    assert top_terms({"a": 1}, None) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("vector", "k", "field", "error", "message"),
+    [
+        ({}, 10, "image_lexicon", EmptyQueryError, "empty"),
+        ({"a": 0}, 10, "image_lexicon", QueryError, "positive"),
+        ({"a": float("inf")}, 10, "image_lexicon", QueryError, "finite"),
+        ({"a": 1}, 0, "image_lexicon", QueryError, "k must be"),
+        ({"a": 1}, 10, "title", QueryError, "field must be"),
+    ],
+)
+def test_bad_vector_queries(vector: dict[str, float], k: int, field: str, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        _queries().body(vector, k, field)
+
+
+def test_opensearch_cannot_use_sparse_vector() -> None:
+    with pytest.raises(QueryError, match="Elasticsearch feature"):
+        _queries("opensearch", field_type="sparse_vector").body({"a": 1}, 1, "image_lexicon")
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "message"),
+    [
+        ("", EmptyQueryError, "empty"),
+        ("  \n\t ", EmptyQueryError, "empty"),
+        ("x" * 10_000, QueryError, "10,000 characters long; the limit is 1,000"),
+        ("red\x00circle", QueryError, "U\\+0000 at position 3"),
+        ("red\x1bcircle", QueryError, "U\\+001B"),
+        (42, QueryError, "must be a str"),
+    ],
+)
+def test_bad_texts(text: object, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        check_text(text)
+
+
+def test_text_whitespace_is_collapsed() -> None:
+    assert check_text(" a  red\tcircle\n") == "a red circle"
+
+
+def test_explanation_from_source_uses_lucene_weights() -> None:
+    hit = SearchHit(
+        "a", 0.0, {"image_lexicon": {"red": 3, "u%2Es": 601}}, "images", "image_lexicon", {"red": 2, "u.s": 1, "x": 5}
+    )
+    contributions = EngineQueries.from_source(hit)
+    assert contributions is not None
+    assert [(c.token, c.query_weight, c.document_weight, c.engine_weight, c.score) for c in contributions] == [
+        ("u.s", 1.0, 601.0, 600.0, 600.0),
+        ("red", 2.0, 3.0, 3.0, 6.0),
+    ]
+
+
+def test_explanation_from_the_engine_explain_api() -> None:
+    hit = SearchHit("a", 0.0, {}, "images", "image_lexicon", {"red": 2, "u.s": 4})
+    explanation = {
+        "value": 18.0,
+        "details": [
+            {"value": 6.0, "description": "Linear function on the image_lexicon field for the red feature"},
+            {"value": 12.0, "description": "Linear function on the image_lexicon field for the u%2Es feature"},
+        ],
+    }
+    contributions = EngineQueries.from_explanation(hit, explanation)
+    assert [(c.token, c.engine_weight, c.score) for c in contributions] == [("u.s", 3.0, 12.0), ("red", 3.0, 6.0)]
+
+
+def test_exact_backend_orders_ties_by_id() -> None:
+    backend = ExactBackend([("b", {"x": 2}), ("a", {"x": 2}), ("c", {"x": 1, "y": 9}), ("d", {"z": 1})])
+    (hits,) = backend.search_many([{"x": 3, "y": 1}], k=10)
+    assert [(h.id, h.score) for h in hits] == [("c", 12.0), ("a", 6.0), ("b", 6.0)]
+    assert [(c.token, c.score) for c in backend.contributions(hits[0])] == [("y", 9.0), ("x", 3.0)]
+
+
+def test_client_errors_become_ours() -> None:
+    from opensearchpy.exceptions import ConnectionError as OSConnectionError
+    from opensearchpy.exceptions import NotFoundError
+
+    down = translate(OSConnectionError("N/A", "Connection refused", None), "searching 'x'")
+    assert isinstance(down, EngineUnavailableError) and "cannot be reached" in str(down)
+    missing = translate(
+        NotFoundError(
+            404,
+            "index_not_found_exception",
+            {"error": {"type": "index_not_found_exception", "reason": "no such index [x]"}},
+        ),
+        "searching 'x'",
+        "x",
+    )
+    assert isinstance(missing, IndexNotFoundError) and "index 'x' does not exist" in str(missing)
+
+
+def test_a_text_that_encodes_to_nothing_is_an_empty_query_error() -> None:
+    from lexlip_es.search import LexSearch
+    from lexlip_es.sparse import SparseVector, Vocabulary
+
+    class NothingEncoder:
+        vocab = Vocabulary(["[PAD]", "red"])
+        model_id = "m1"
+
+        def encode_texts(self, texts: list[str], scale: float, top_k: int | None) -> list[SparseVector]:
+            return [SparseVector.empty()]
+
+    from opensearchpy import OpenSearch
+
+    search = LexSearch(
+        OpenSearch("http://127.0.0.1:9"), "images", text_encoder=NothingEncoder(), layout=LexiconLayout("m1")
+    )
+    with pytest.raises(EmptyQueryError, match="encodes to an empty lexicon"):
+        search._text_vector(search.layout, "the")
