@@ -1,4 +1,4 @@
-"""The Celery app: Redis broker and result backend from settings, JSON only, late acks.
+"""The Celery app: Redis broker and result backend from settings, JSON only, late acks, requeue on worker loss.
 
 Workers start with `celery -A ingest.app worker`; the broker comes from LEXLIP_REDIS_URL.
 """
@@ -10,6 +10,8 @@ from celery import Celery
 from lexlip_es.settings import Settings
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+INGEST_QUEUE = "lexlip-ingest"
+"""Ingest batches have their own queue: `lexlip worker` consumes it (and the default queue for `health`)."""
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -27,6 +29,10 @@ def create_app(settings: Settings | None = None) -> Celery:
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        task_track_started=True,
+        task_routes={"lexlip.ingest_batch": {"queue": INGEST_QUEUE}},
     )
     return app
 

@@ -39,6 +39,8 @@ class ItemError:
     id: str
     reason: str
     status: int | None = None
+    transient: bool = False
+    """True when the engine, not the document, was the problem (429, 5xx, no connection) after every retry."""
 
 
 @dataclass
@@ -150,6 +152,7 @@ class BulkWriter:
                 i,
                 f"still failing after {self.retry_rounds} retry rounds: {last_failure[i].reason}",
                 last_failure[i].status,
+                transient=True,
             )
             for i in pending
         )

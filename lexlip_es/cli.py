@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lexlip_es import __version__
+from lexlip_es.cli_ingest import add_commands as add_ingest_commands
 from lexlip_es.cli_search import add_commands
 from lexlip_es.errors import LexlipError
 from lexlip_es.settings import Settings
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     shapes.set_defaults(func=_cmd_data_shapes)
     add_commands(commands, data_cmds)
+    add_ingest_commands(commands)
 
     train = commands.add_parser(
         "train",

@@ -55,6 +55,8 @@ def translate(exc: Exception, what: str, index: str | None = None) -> LexlipErro
     if name in _UNREACHABLE or (status is None and isinstance(exc, OSError)):
         return EngineUnavailableError(f"{what}: the search cluster cannot be reached ({name}: {_short(exc)})")
     kind, reason = error_detail(exc)
+    if status in (502, 503, 504):
+        return EngineUnavailableError(f"{what}: the search cluster is not ready (HTTP {status}: {kind} {reason})")
     if status == 404 and (kind == "index_not_found_exception" or name == "NotFoundError"):
         target = f"index {index!r}" if index else "the index"
         return IndexNotFoundError(f"{what}: {target} does not exist ({reason or kind})")

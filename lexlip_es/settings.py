@@ -36,6 +36,16 @@ class Settings:
     checkpoint: Path | None = None
     """The LexLIP checkpoint folder `lexlip search` encodes queries with."""
     max_query_chars: int = 1000
+    device: str = "auto"
+    """Where ingest workers encode: auto (CUDA when present), cpu, cuda or cuda:N."""
+    torch_threads: int | None = None
+    """CPU threads per worker process (None: torch's default); 1 suits one prefork child per core."""
+    visibility_timeout_s: int = 600
+    """Redis broker: a batch taken by a worker that died is handed to another worker after this long."""
+    allow_private_urls: bool = False
+    """Image URLs pointing at private, loopback or link-local addresses are refused unless this is true."""
+    max_image_bytes: int = 20 * 1024 * 1024
+    url_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -59,6 +69,12 @@ class Settings:
 
 
 def _convert(name: str, type_name: str, raw: str) -> Any:
+    if type_name.startswith("bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"LEXLIP_{name.upper()}={raw!r} is not a boolean (true/false)")
     try:
         if type_name.startswith("int"):
             return int(raw)

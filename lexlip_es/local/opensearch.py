@@ -31,11 +31,13 @@ def start_opensearch(
     heap_mb: int | None = None,
     base_dir: Path | None = None,
     cluster_name: str = "lexlip-local",
+    ports: tuple[list[int], list[int]] | None = None,
 ) -> LocalEngine:
     """Start `nodes` OpenSearch nodes on free loopback ports and wait until the cluster reports them all.
 
     `heap_mb` is per node (settings.engine_heap_mb by default); the JVM gets `nodes * heap_mb`.
-    Data and logs go under `base_dir`, or a temporary folder removed on stop.
+    Data and logs go under `base_dir`, or a temporary folder removed on stop. A node started again on the same
+    `base_dir` and `ports` (HTTP ports, transport ports; `engine.info` has them) finds its data again.
     """
     if nodes < 1:
         raise ValueError("nodes must be at least 1")
@@ -45,8 +47,10 @@ def start_opensearch(
     remove = base_dir is None
     base = Path(tempfile.mkdtemp(prefix="lexlip-opensearch-")) if base_dir is None else base_dir
     base.mkdir(parents=True, exist_ok=True)
-    ports = free_ports(2 * nodes)
-    http_ports, transport_ports = ports[:nodes], ports[nodes:]
+    if ports is None:
+        chosen = free_ports(2 * nodes)
+        ports = (chosen[:nodes], chosen[nodes:])
+    http_ports, transport_ports = ports
     heap = (heap_mb or settings.engine_heap_mb) * nodes
     tmp = base / "tmp"
     tmp.mkdir(exist_ok=True)
@@ -76,7 +80,13 @@ def start_opensearch(
         workdir=base,
         log_path=kept_log_path(settings, "opensearch", base_dir),
         remove_workdir=remove,
-        info={"nodes": nodes, "http_ports": http_ports, "heap_mb": heap, "java": str(runtime.home)},
+        info={
+            "nodes": nodes,
+            "http_ports": http_ports,
+            "transport_ports": transport_ports,
+            "heap_mb": heap,
+            "java": str(runtime.home),
+        },
     )
 
     def ready() -> bool:

@@ -1,0 +1,99 @@
+"""Where one training step's time goes on this CPU: the dense twin against LexLIP, towers against vocabulary heads.
+
+    .venv/bin/python benchmarks/step_cost.py [--model tiny] [--batch-size 64] [--repeats 5]
+
+Times forward + backward at the fine-tuning batch: (1) the dense twin (CLS -> projection, InfoNCE), (2) LexLIP's
+towers alone (the same transformers, no heads), (3) LexLIP complete (vocabulary-wide LM heads over every position,
+max-pool, contrastive). (3) - (2) is the price of a lexicon: a 30,522-wide head on every image patch and caption
+token. Writes benchmarks/results/step_cost.md and step_cost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from shapes_common import header, write
+
+
+def timed(step: Callable[[], torch.Tensor], repeats: int) -> float:
+    step().backward()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step().backward()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    target = torch.arange(a.shape[0])
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def main() -> None:
+    from trainer.allocator import reexec_with_jemalloc
+
+    reexec_with_jemalloc([__file__, *sys.argv[1:]])
+    from lexlip_es.encoders.dense import DenseEncoder
+    from lexlip_es.encoders.lexlip import LexLIPEncoder
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    lexlip = LexLIPEncoder.from_config(args.model)
+    dense = DenseEncoder.from_config(args.model)
+    lexlip.model.train()
+    dense.model.train()
+    size = lexlip.config.vision.image_size
+    pixels = torch.randn(args.batch_size, 3, size, size)
+    ids, mask = lexlip.tokenizer(["a large red circle at the top left and a small blue star"] * args.batch_size)
+    ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
+    m = lexlip.model
+
+    def dense_step() -> torch.Tensor:
+        return info_nce(dense.model.encode_image(pixels), dense.model.encode_text(ids_t, mask_t))
+
+    def towers_step() -> torch.Tensor:
+        image = m.visual_proj(m.visual.forward_features(pixels))
+        text = m.text.bert(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+        return info_nce(image.mean(1), text.mean(1))
+
+    def lexlip_step() -> torch.Tensor:
+        return info_nce(m.encode_image(pixels), m.encode_text(ids_t, mask_t))
+
+    rows = []
+    for name, step in [("dense twin", dense_step), ("LexLIP towers only", towers_step), ("LexLIP", lexlip_step)]:
+        seconds = timed(step, args.repeats)
+        rows.append({"step": name, "seconds": seconds, "images_per_s": args.batch_size / seconds})
+    heads = rows[2]["seconds"] - rows[1]["seconds"]
+    lines = [
+        f"# One training step (forward + backward), {args.model} config, batch {args.batch_size}",
+        "",
+        *(f"- {k}: {v}" for k, v in header().items()),
+        f"- median of {args.repeats} steps after one warm-up; vocabulary {m.vocab_mask.numel():,} tokens",
+        "",
+        "| step | seconds | images/s | vs dense twin |",
+        "|---|---|---|---|",
+        *(
+            f"| {r['step']} | {r['seconds']:.3f} | {r['images_per_s']:.0f} | {r['seconds'] / rows[0]['seconds']:.1f}x |"
+            for r in rows
+        ),
+        "",
+        f"The vocabulary heads and pooling take {heads:.3f} s of LexLIP's {rows[2]['seconds']:.3f} s "
+        f"({100 * heads / rows[2]['seconds']:.0f}%).",
+    ]
+    write("step_cost", {"header": header(), "settings": vars(args), "rows": rows}, lines)
+
+
+if __name__ == "__main__":
+    main()

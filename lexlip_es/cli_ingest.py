@@ -1,0 +1,137 @@
+"""`lexlip ingest`, `lexlip worker` and `lexlip dead-letters`: Celery bulk ingestion from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from typing import Any
+
+from lexlip_es.errors import LexlipError
+from lexlip_es.settings import Settings
+
+
+def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from opensearchpy import OpenSearch
+    from tqdm import tqdm
+
+    from ingest.app import create_app
+    from ingest.producer import run_ingest
+    from lexlip_es.mapping import IndexOptions
+
+    checkpoint = args.checkpoint or settings.checkpoint
+    if not checkpoint:
+        raise LexlipError("ingest needs a checkpoint: pass --checkpoint or set LEXLIP_CHECKPOINT")
+    if not settings.opensearch_url:
+        raise LexlipError("ingest needs a cluster: set LEXLIP_OPENSEARCH_URL")
+    client = OpenSearch(settings.opensearch_url, timeout=60)
+    bar = tqdm(unit="img", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def progress(tally: Any) -> None:
+        done = tally.indexed + tally.skipped + len(tally.failed)
+        bar.total = max(tally.total, done)
+        bar.n = done
+        bar.set_postfix(indexed=tally.indexed, failed=len(tally.failed), refresh=False)
+        bar.refresh()
+
+    tally = run_ingest(
+        create_app(settings),
+        client,
+        args.manifest,
+        args.index,
+        checkpoint,
+        batch_size=args.batch_size,
+        create=not args.no_create,
+        resume=not args.no_resume,
+        options=IndexOptions(shards=args.shards, replicas=args.replicas),
+        timeout_s=args.timeout,
+        on_progress=progress,
+    )
+    bar.close()
+    print(tally.summary())
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in tally.stage_seconds.items())
+    print(f"worker time: {stages}")
+    for item_id, reason in sorted(tally.failed.items())[: args.show_failures]:
+        print(f"  failed {item_id}: {reason}")
+    if len(tally.failed) > args.show_failures:
+        print(f"  ... and {len(tally.failed) - args.show_failures} more: lexlip dead-letters {args.index}")
+    return 0 if tally.ok else 1
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.app import INGEST_QUEUE
+
+    env = {**os.environ, "LEXLIP_DEVICE": args.device}
+    if args.threads:
+        env["LEXLIP_TORCH_THREADS"] = str(args.threads)
+    name = args.name or f"lexlip-{uuid.uuid4().hex[:8]}@%h"
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "ingest.app",
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={args.concurrency}",
+        f"--loglevel={args.loglevel}",
+        f"--hostname={name}",
+        f"--queues={INGEST_QUEUE},celery",
+    ]
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # not reached
+
+
+def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.app import DEFAULT_REDIS_URL
+    from ingest.deadletter import DeadLetters
+
+    entries = DeadLetters.from_url(settings.redis_url or DEFAULT_REDIS_URL, args.index).all()
+    for entry in sorted(entries.values(), key=lambda e: e["id"]):
+        print(json.dumps(entry, ensure_ascii=False) if args.json else f"{entry['id']}\t{entry['reason']}")
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    ingest = commands.add_parser(
+        "ingest",
+        help="encode and index a manifest through Celery workers",
+        description="Stream a JSONL or CSV manifest, or a folder of images, to the workers in batches; show "
+        "progress; end with a tally (exit 1 when anything failed). Running it again skips what is indexed.",
+    )
+    ingest.add_argument("manifest")
+    ingest.add_argument("--index", required=True)
+    ingest.add_argument("--checkpoint", help="checkpoint folder the workers can read (default LEXLIP_CHECKPOINT)")
+    ingest.add_argument("--batch-size", type=int, default=32)
+    ingest.add_argument("--no-create", action="store_true", help="fail when the index does not exist")
+    ingest.add_argument("--no-resume", action="store_true", help="send every item, even those already indexed")
+    ingest.add_argument("--shards", type=int, default=1)
+    ingest.add_argument("--replicas", type=int, default=1)
+    ingest.add_argument("--timeout", type=float, help="give up after this many seconds")
+    ingest.add_argument("--show-failures", type=int, default=20)
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=_cmd_ingest)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a Celery ingest worker",
+        description="`celery -A ingest.app worker` with prefork children. SIGTERM finishes the running batch; a "
+        "killed worker's batch goes back to the queue (late acks).",
+    )
+    worker.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
+    worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    worker.add_argument("--threads", type=int, help="torch CPU threads per process")
+    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--name", help="Celery hostname (default lexlip-<random>@<host>)")
+    worker.set_defaults(func=_cmd_worker)
+
+    dead = commands.add_parser(
+        "dead-letters",
+        help="list items that could not be ingested",
+        description="Items that failed with their reasons, from the Redis dead-letter store.",
+    )
+    dead.add_argument("index")
+    dead.add_argument("--json", action="store_true")
+    dead.set_defaults(func=_cmd_dead_letters)
