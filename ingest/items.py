@@ -123,15 +123,16 @@ def read_manifest(path: str | Path) -> Iterator[dict[str, Any]]:
                 except ValueError as exc:
                     yield {"id": f"{path.name}:{n}", "error": f"line {n} is not a JSON object ({exc})"}
                     continue
-                row.setdefault("id", row.get("image") or f"{path.name}:{n}")
-                row["image"] = _resolve(str(row.get("image") or row.get("url") or ""), root)
+                given = str(row.get("image") or row.get("url") or "")
+                row.setdefault("id", given or f"{path.name}:{n}")
+                row["image"] = _resolve(given, root)
                 yield row
     elif path.suffix.lower() == ".csv":
         with open(path, encoding="utf-8", newline="") as f:
             for row in csv.DictReader(f):
-                image = _resolve(row.pop("image", "") or row.pop("url", "") or "", root)
+                given = row.pop("image", "") or row.pop("url", "") or ""
                 captions = [c.strip() for c in (row.pop("captions", "") or "").split("|") if c.strip()]
-                item_id = row.pop("id", "") or image
-                yield {"id": item_id, "image": image, "captions": captions, "metadata": row}
+                item_id = row.pop("id", "") or given
+                yield {"id": item_id, "image": _resolve(given, root), "captions": captions, "metadata": row}
     else:
         raise ManifestError(f"{path}: manifests are .jsonl, .csv or a folder of images")
