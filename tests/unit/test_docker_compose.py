@@ -49,4 +49,4 @@ def test_workers_build_from_the_dockerfiles_and_reach_redis_and_opensearch() -> 
 def test_dockerfiles_install_the_project_and_start_a_celery_worker() -> None:
     for name in ("Dockerfile", "Dockerfile.gpu"):
         text = (DOCKER / name).read_text()
-        assert "pip install" in text and "ingest.app" in text
+        assert "pip install" in text and '"worker", "--concurrency=1"' in text
