@@ -1,6 +1,6 @@
 """The paper's Table 3 on shapes: the full pipeline, then each phase-1 loss off in turn, then phase 2 off.
 
-    .venv/bin/python benchmarks/ablation.py [--phase1-steps 120] [--phase2-steps 60] [--finetune-steps 300]
+    .venv/bin/python benchmarks/ablation.py [--phase1-steps 60] [--phase2-steps 30] [--finetune-steps 300]
         [--backbones /tmp/lexlip-shapes/dense/final]
 
 Every row runs phase 1 -> phase 2 -> fine-tune with the same steps and data, and reports recall on the 1,000 held-out
@@ -30,8 +30,8 @@ TOP_K = {"train_top_k_text": 48, "train_top_k_image": 128}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phase1-steps", type=int, default=120)
-    parser.add_argument("--phase2-steps", type=int, default=60)
+    parser.add_argument("--phase1-steps", type=int, default=60)
+    parser.add_argument("--phase2-steps", type=int, default=30)
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -64,7 +64,12 @@ def main() -> None:
     for name, switches, phase2 in ROWS:
         run = args.out / name.replace(" ", "_").replace("/", "")
         seconds = train(
-            "phase1", data, run / "phase1", {**base, "steps": args.phase1_steps, "losses": {**TOP_K, **switches}}
+            "phase1",
+            data,
+            run / "phase1",
+            {**base, "steps": args.phase1_steps, "losses": {**TOP_K, **switches}},
+            "--init-backbones",
+            str(args.backbones),
         )
         start = run / "phase1" / "final"
         if phase2:
@@ -96,7 +101,8 @@ def main() -> None:
         "",
         *recall_table(results),
     ]
-    write("ablation", {"header": header(), "settings": vars(args) | {"out": str(args.out)}, "rows": results}, lines)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    write("ablation", {"header": header(), "settings": settings, "rows": results}, lines)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Images per second through the whole Celery path on this machine, and where the workers' time goes.
 
-    .venv/bin/python benchmarks/ingest.py [--images 2000] [--workers 2] [--models tiny,small]
+    .venv/bin/python benchmarks/ingest_throughput.py [--images 2000] [--workers 2] [--models tiny,small]
 
 Starts Redis and an OpenSearch node, generates `shapes` images (64 px PNGs), saves an untrained checkpoint of each
 model size (throughput does not depend on the weights), starts `lexlip worker` processes (one CPU thread each) and
