@@ -85,6 +85,9 @@ def ingest_batch(self: IngestTask, index: str, items: list[dict[str, Any]], chec
     settings = self.setup()
     encoder = self.encoder(checkpoint)
     layout = self.layout(index)
+    if encoder.model_id != layout.model_id:  # the index may have been rebuilt since this process read it
+        self.layouts.pop(index)
+        layout = self.layout(index)
     if encoder.model_id != layout.model_id:
         raise MappingError(
             f"{index!r} holds vectors of model {layout.model_id!r}; the worker's checkpoint is {encoder.model_id!r}"

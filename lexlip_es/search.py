@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lexlip_es.backends.base import Contribution, SearchHit
-from lexlip_es.backends.engine import AsyncEngineBackend, EngineBackend, EngineQueries
+from lexlip_es.backends.engine import AsyncEngineBackend, EngineBackend, EngineQueries, FastMode
 from lexlip_es.clients import clause_limit_from, engine_errors, flavor_of, max_clause_count
 from lexlip_es.errors import EmptyQueryError, MappingError, QueryError
 from lexlip_es.indices import layout_from_mapping, read_layout
@@ -64,6 +64,7 @@ class _LexSearchBase:
         max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
         source: bool | Sequence[str] | Mapping[str, Any] = True,
         tie_break: bool = True,
+        fast: FastMode | None = None,
     ) -> None:
         self.client = client
         self.index = index
@@ -75,6 +76,7 @@ class _LexSearchBase:
         self._max_query_terms = max_query_terms
         self._source = source
         self._tie_break = tie_break
+        self._fast = fast
 
     def _queries(self, layout: LexiconLayout, clause_limit: int) -> EngineQueries:
         for encoder in (self.text_encoder, self.image_encoder):
@@ -87,7 +89,7 @@ class _LexSearchBase:
         # One clause goes to the model filter; the caller's filters are few and counted by the engine.
         limits = [self._max_query_terms, clause_limit - 1 if layout.field_type == "rank_features" else None]
         max_terms = min((x for x in limits if x is not None), default=None)
-        return EngineQueries(self.flavor, self.index, layout, max_terms, self._tie_break, self._source)
+        return EngineQueries(self.flavor, self.index, layout, max_terms, self._tie_break, self._source, self._fast)
 
     def _text_vector(self, layout: LexiconLayout, text: object) -> dict[str, float]:
         if self.text_encoder is None:

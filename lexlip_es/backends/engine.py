@@ -29,6 +29,20 @@ def top_terms(vector: Mapping[str, float], k: int | None) -> dict[str, float]:
     return dict(ranked)
 
 
+@dataclass(frozen=True)
+class FastMode:
+    """Two-phase search in one request: the query's `terms` heaviest terms retrieve candidates, and a `rescore` over
+    the best `window` of them adds the remaining terms, so every document in the window gets its exact full score.
+    Documents that match none of the head terms are never candidates: that is the recall this mode trades."""
+
+    terms: int = 8
+    window: int = 100
+
+    def __post_init__(self) -> None:
+        if self.terms < 1 or self.window < 1:
+            raise QueryError(f"fast mode needs terms >= 1 and window >= 1, got {self.terms} and {self.window}")
+
+
 @dataclass
 class EngineQueries:
     flavor: Flavor
@@ -37,6 +51,7 @@ class EngineQueries:
     max_terms: int | None = None
     tie_break: bool = True
     source: bool | Sequence[str] | Mapping[str, Any] = True
+    fast: FastMode | None = None
 
     def body(
         self,
@@ -52,8 +67,10 @@ class EngineQueries:
             if not isinstance(f, Mapping):
                 raise QueryError(f"filters must be query clauses (dicts), got {f!r}")
         weights = top_terms(check_vector(vector), self.max_terms)
-        clause = lexicon_clause(self.flavor, self.layout.field_type, field, weights)
         model_filter = {"term": {MODEL_FIELD: self.layout.model_id}}
+        if self.fast is not None and len(weights) > self.fast.terms:
+            return self._fast_body(weights, k, field, [model_filter, *filters], min_score)
+        clause = lexicon_clause(self.flavor, self.layout.field_type, field, weights)
         return search_body(
             clause,
             k,
@@ -62,6 +79,37 @@ class EngineQueries:
             source=self.source,
             tie_break_field=ID_FIELD if self.tie_break else None,
         )
+
+    def _fast_body(
+        self,
+        weights: dict[str, float],
+        k: int,
+        field: str,
+        filters: list[Mapping[str, Any]],
+        min_score: float | None,
+    ) -> dict[str, Any]:
+        """Head terms score, tail terms rescore; `rescore` cannot be combined with `sort`, so ties are ordered by id
+        after the engine answers. `min_score` applies to the head-term score."""
+        assert self.fast is not None
+        head = top_terms(weights, self.fast.terms)
+        tail = {t: w for t, w in weights.items() if t not in head}
+        body = search_body(
+            lexicon_clause(self.flavor, self.layout.field_type, field, head),
+            k,
+            filters=filters,
+            min_score=min_score,
+            source=self.source,
+        )
+        body["rescore"] = {
+            "window_size": max(self.fast.window, k),
+            "query": {
+                "rescore_query": lexicon_clause(self.flavor, self.layout.field_type, field, tail),
+                "query_weight": 1.0,
+                "rescore_query_weight": 1.0,
+                "score_mode": "total",
+            },
+        }
+        return body
 
     def hits(self, response: Mapping[str, Any], field: str, vector: Mapping[str, float]) -> list[SearchHit]:
         query = top_terms(dict(vector), self.max_terms)
@@ -76,7 +124,7 @@ class EngineQueries:
             )
             for h in response["hits"]["hits"]
         ]
-        return hits if self.tie_break else sort_hits(hits)
+        return hits if self.tie_break and self.fast is None else sort_hits(hits)
 
     def request(self, body: Mapping[str, Any], **params: Any) -> dict[str, Any]:
         """Keyword arguments for a client call: opensearch-py takes `body=`, the elasticsearch client the fields."""

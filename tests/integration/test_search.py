@@ -89,6 +89,26 @@ def test_opensearch_index_write_search_explain(os_client: OpenSearch) -> None:
     assert [h.id for h in captions] == [h.id for h in search.search_vector(query, k=5)]
 
 
+def test_fast_mode_gives_every_hit_its_exact_full_score(os_client: OpenSearch) -> None:
+    from lexlip_es.backends.engine import FastMode
+
+    docs = _docs()
+    _fill(os_client, "lexlip-it-fast", LexiconLayout("model-a", top_k_image=None), docs)
+    by_id = dict(docs)
+    exact = LexSearch(os_client, "lexlip-it-fast")
+    fast = LexSearch(os_client, "lexlip-it-fast", fast=FastMode(terms=3, window=len(docs)))
+    for _, query in zipf_vectors(10, (8, 15), vocab_size=400, big_fraction=0.0, seed=12, prefix="q"):
+        hits = fast.search_vector(query, k=10)
+        assert hits
+        for hit in hits:
+            assert hit.score == lucene_dot(query, by_id[hit.id])
+        head = set(sorted(query, key=lambda t: (-query[t], t))[:3])
+        candidates = [(d, v) for d, v in docs if head & set(v)]
+        expected = sorted((-lucene_dot(query, v), d) for d, v in candidates)[:10]
+        assert [(h.id, h.score) for h in hits] == [(d, -s) for s, d in expected]
+        assert len(exact.search_vector(query, k=10)) == 10
+
+
 def test_documents_of_another_model_are_never_returned(os_client: OpenSearch) -> None:
     docs = _docs(50)
     layout = LexiconLayout("model-a", top_k_image=None)

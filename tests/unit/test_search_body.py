@@ -179,3 +179,49 @@ def test_a_text_that_encodes_to_nothing_is_an_empty_query_error() -> None:
     )
     with pytest.raises(EmptyQueryError, match="encodes to an empty lexicon"):
         search._text_vector(search.layout, "the")
+
+
+def test_fast_mode_body_scores_head_terms_and_rescores_the_rest() -> None:
+    from lexlip_es.backends.engine import FastMode
+
+    body = _queries(fast=FastMode(terms=2, window=50)).body({"a": 9, "b": 7, "c": 3, "d": 1}, 10, "image_lexicon")
+    assert body == {
+        "size": 10,
+        "query": {
+            "bool": {
+                "must": [
+                    {
+                        "bool": {
+                            "should": [
+                                {"rank_feature": {"field": "image_lexicon.a", "linear": {}, "boost": 9}},
+                                {"rank_feature": {"field": "image_lexicon.b", "linear": {}, "boost": 7}},
+                            ]
+                        }
+                    }
+                ],
+                "filter": [{"term": {"lexlip_model": "m1"}}],
+            }
+        },
+        "track_total_hits": False,
+        "_source": True,
+        "rescore": {
+            "window_size": 50,
+            "query": {
+                "rescore_query": {
+                    "bool": {
+                        "should": [
+                            {"rank_feature": {"field": "image_lexicon.c", "linear": {}, "boost": 3}},
+                            {"rank_feature": {"field": "image_lexicon.d", "linear": {}, "boost": 1}},
+                        ]
+                    }
+                },
+                "query_weight": 1.0,
+                "rescore_query_weight": 1.0,
+                "score_mode": "total",
+            },
+        },
+    }
+    short = _queries(fast=FastMode(terms=8)).body({"a": 9}, 10, "image_lexicon")
+    assert "rescore" not in short and "sort" in short
+    with pytest.raises(QueryError, match="fast mode needs"):
+        FastMode(terms=0)
