@@ -82,6 +82,15 @@ class Workers:
         os.killpg(self.procs[name].pid, signal.SIGKILL)
         self.procs[name].stop()
 
+    def terminate(self, name: str, timeout_s: float = 120.0) -> None:
+        engine = self.procs[name]
+        os.kill(engine.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while engine.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not engine.alive(), f"worker {name} did not stop within {timeout_s:.0f} s of SIGTERM"
+        engine.stop()
+
     def stop(self) -> None:
         for engine in self.procs.values():
             engine.stop()
@@ -155,7 +164,7 @@ def test_5000_images_by_two_workers_equal_the_in_process_vectors(
     assert again.skipped == N_IMAGES and again.indexed == 0 and again.ok
 
 
-def test_a_killed_worker_and_a_restarted_node_lose_nothing_and_duplicate_nothing(
+def test_a_killed_worker_a_stopped_worker_and_a_restarted_node_lose_nothing_and_duplicate_nothing(
     workers: Workers, cluster: Cluster, shapes: list[Any], checkpoint: Path, tmp_path: Path
 ) -> None:
     pairs = shapes[:3000]
@@ -188,6 +197,11 @@ def test_a_killed_worker_and_a_restarted_node_lose_nothing_and_duplicate_nothing
         time.sleep(0.2)
     assert 0 < indexed() < len(pairs), "the run ended before the node restart"
     cluster.restart()  # SIGKILL the OpenSearch JVM, start it again on the same data and ports
+    while indexed() < 2000 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert indexed() < len(pairs), "the run ended before the graceful stop"
+    workers.terminate("w2")  # SIGTERM to the worker's main process: warm shutdown finishes the running batch
+    workers.start("w2")
     producer.join(timeout=900)
     assert not producer.is_alive()
     assert "error" not in outcome, outcome.get("error")
