@@ -85,9 +85,15 @@ class Anserini:
         return count
 
     def search(
-        self, index_dir: Path, queries: Sequence[tuple[str, Mapping[str, int]]], k: int = 10
+        self,
+        index_dir: Path,
+        queries: Sequence[tuple[str, Mapping[str, int]]],
+        k: int = 10,
+        seconds: dict[str, float] | None = None,
     ) -> dict[str, list[Hit]]:
-        """Impact search: for each `(query_id, {token: int weight})`, the top-`k` `(doc_id, score)` pairs."""
+        """Impact search: for each `(query_id, {token: int weight})`, the top-`k` `(doc_id, score)` pairs.
+
+        `seconds`, when given, receives each query's search time inside the JVM (no start-up, no index opening)."""
         if self._classes is None:
             self._classes = compile_launcher(self.settings, SEARCH_LAUNCHER)
         with tempfile.TemporaryDirectory(prefix="lexlip-anserini-") as tmp:
@@ -109,4 +115,9 @@ class Anserini:
                 for line in f:
                     row, doc_id, score = line.rstrip("\n").split("\t")
                     results[ids[row]].append((doc_id, float(score)))
+            if seconds is not None:
+                with open(f"{out_path}.times", encoding="utf-8") as f:
+                    for line in f:
+                        row, nanos = line.rstrip("\n").split("\t")
+                        seconds[ids[row]] = int(nanos) / 1e9
         return results

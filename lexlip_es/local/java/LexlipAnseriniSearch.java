@@ -16,7 +16,8 @@ import java.util.Map;
  *
  * Usage: LexlipAnseriniSearch INDEX_DIR K QUERIES_TSV OUT_TSV
  * A query line is "QID<TAB>TOKEN WEIGHT TOKEN WEIGHT ..." (tokens escaped, so free of whitespace);
- * each hit becomes a line "QID<TAB>DOCID<TAB>SCORE", best first.
+ * each hit becomes a line "QID<TAB>DOCID<TAB>SCORE", best first. OUT_TSV.times gets "QID<TAB>NANOSECONDS" per
+ * query: the time of the search call alone, without JVM start or index opening.
  */
 public final class LexlipAnseriniSearch {
     private LexlipAnseriniSearch() {
@@ -35,7 +36,8 @@ public final class LexlipAnseriniSearch {
         final Field docid = scoredDoc.getField("docid");
         final Field score = scoredDoc.getField("score");
         try (BufferedReader in = Files.newBufferedReader(Path.of(args[2]), StandardCharsets.UTF_8);
-                BufferedWriter out = Files.newBufferedWriter(Path.of(args[3]), StandardCharsets.UTF_8)) {
+                BufferedWriter out = Files.newBufferedWriter(Path.of(args[3]), StandardCharsets.UTF_8);
+                BufferedWriter times = Files.newBufferedWriter(Path.of(args[3] + ".times"), StandardCharsets.UTF_8)) {
             String line;
             while ((line = in.readLine()) != null) {
                 if (line.isBlank()) {
@@ -47,7 +49,11 @@ public final class LexlipAnseriniSearch {
                 for (int i = 0; i + 1 < terms.length; i += 2) {
                     weights.put(terms[i], Integer.parseInt(terms[i + 1]));
                 }
-                for (final Object hit : (Object[]) search.invoke(searcher, weights, k)) {
+                final long started = System.nanoTime();
+                final Object[] hits = (Object[]) search.invoke(searcher, weights, k);
+                times.write(parts[0] + "\t" + (System.nanoTime() - started));
+                times.newLine();
+                for (final Object hit : hits) {
                     out.write(parts[0] + "\t" + docid.get(hit) + "\t" + score.getFloat(hit));
                     out.newLine();
                 }
