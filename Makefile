@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,opensearch,elasticsearch,ingest,model,bench
+EXTRAS ?= dev,opensearch,elasticsearch,ingest,model,bench,web
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 

@@ -6,44 +6,28 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from lexlip_es.settings import Settings
+from trainer.data.shapes import ensure_standard_shapes
+from trainer.recipes import run_lexlip, train_stage
 
 RESULTS = Path(__file__).parent / "results"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def ensure_shapes(directory: Path | None = None) -> Path:
     """The standard shapes set (20,000 train, 500 val, 1,000 test; seed 0), generated once into the cache."""
-    directory = directory or Settings.from_env().cache_dir / "data" / "shapes"
-    path = directory / "dataset_shapes.json"
-    if not path.exists():
-        subprocess.run(
-            [sys.executable, "-m", "lexlip_es.cli", "data", "shapes", "--out", str(directory)], check=True, cwd=ROOT
-        )
-    return path
+    return ensure_standard_shapes(directory or Settings.from_env().cache_dir / "data" / "shapes")
 
 
 def lexlip(*args: str) -> tuple[str, float]:
-    """Run `lexlip ARGS...`; return its stdout and wall seconds; fail loudly with its stderr."""
-    started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "lexlip_es.cli", *args], capture_output=True, text=True, cwd=ROOT)
-    if result.returncode != 0:
-        raise RuntimeError(f"lexlip {' '.join(args)} failed:\n{result.stderr[-4000:]}")
-    return result.stdout, time.monotonic() - started
+    return run_lexlip(*args)
 
 
 def train(phase: str, data: Path, out: Path, settings: dict[str, Any], *extra: str) -> float:
-    out.mkdir(parents=True, exist_ok=True)
-    config = out / "train-config.json"
-    config.write_text(json.dumps(settings))
-    _, seconds = lexlip("train", phase, "--config", str(config), "--data", str(data), "--out", str(out), *extra)
-    return seconds
+    return train_stage(phase, data, out, settings, *extra)
 
 
 def evaluate(checkpoint: Path, data: Path, *extra: str) -> tuple[dict[str, Any], float]:

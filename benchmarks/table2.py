@@ -17,6 +17,7 @@ Writes benchmarks/results/table2-<N>.md, .json and .png. Checkpoints default to 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ from lexlip_es.settings import Settings
 K = 10
 Vectors = list[dict[str, int]]
 STEPS: dict[str, float] = {}
+FILES: dict[str, dict[str, int]] = {}
 
 
 def step(name: str, started: float) -> None:
@@ -92,6 +94,55 @@ def encode_dense(checkpoint: Path, images: Sequence[str], texts: Sequence[str]) 
         np.asarray(encoder.encode_images(images), dtype=np.float32),
         np.asarray(encoder.encode_texts(texts), dtype=np.float32),
     )
+
+
+def encodings_cache(args: argparse.Namespace, cache_dir: Path) -> Path:
+    """Where this corpus's encodings are kept: keyed by both checkpoints' weights, N and the number of queries."""
+    from lexlip_es.encoders.base import checkpoint_model_id
+
+    key = f"{checkpoint_model_id(args.lexlip)}-{checkpoint_model_id(args.dense)}-n{args.n}-q{args.queries}"
+    return cache_dir / "table2" / key
+
+
+def save_encodings(cache: Path, docs: Vectors, queries: Vectors, model_id: str, dense_docs: Any, dense_q: Any) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    for name, vectors in (("docs", docs), ("queries", queries)):
+        with gzip.open(cache / f"{name}.jsonl.gz", "wt", encoding="utf-8") as f:
+            for v in vectors:
+                f.write(json.dumps(v, ensure_ascii=False) + "\n")
+    np.save(cache / "dense_docs.npy", dense_docs)
+    np.save(cache / "dense_queries.npy", dense_q)
+    (cache / "model_id").write_text(model_id)
+    (cache / "done").touch()
+
+
+def load_encodings(cache: Path) -> tuple[Vectors, Vectors, str, Any, Any]:
+    def read(name: str) -> Vectors:
+        with gzip.open(cache / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+
+    return (
+        read("docs"),
+        read("queries"),
+        (cache / "model_id").read_text(),
+        np.load(cache / "dense_docs.npy"),
+        np.load(cache / "dense_queries.npy"),
+    )
+
+
+def lucene_files(client: Any, name: str) -> dict[str, int]:
+    """Bytes per Lucene file kind (postings, stored fields, ...) of an engine index, largest first."""
+    stats = client.indices.stats(index=name, metric="segments", include_segment_file_sizes=True)
+    files = stats["indices"][name]["primaries"]["segments"]["file_sizes"]
+    return dict(sorted(((k, int(v["size_in_bytes"])) for k, v in files.items()), key=lambda kv: -kv[1]))
+
+
+def directory_files(path: Path) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for p in path.rglob("*"):
+        if p.is_file():
+            sizes[p.suffix.lstrip(".")] = sizes.get(p.suffix.lstrip("."), 0) + p.stat().st_size
+    return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
 
 
 def measure(search: Callable[[int], list[str]], nq: int, clients: int = 4) -> dict[str, Any]:
@@ -201,11 +252,17 @@ def main() -> None:
     relevant = [by_scene[keys[q]] for q in range(len(query_pairs))]
     step("data", clock)
     clock = time.monotonic()
-    docs, queries, model_id = encode_lexlip(args.lexlip, [p.image for p in pairs], texts)
-    step("encode LexLIP (images + queries)", clock)
-    clock = time.monotonic()
-    dense_docs, dense_queries = encode_dense(args.dense, [p.image for p in pairs], texts)
-    step("encode dense twin", clock)
+    cache = encodings_cache(args, settings.cache_dir)
+    if (cache / "done").exists():
+        docs, queries, model_id, dense_docs, dense_queries = load_encodings(cache)
+        step(f"load cached encodings from {cache}", clock)
+    else:
+        docs, queries, model_id = encode_lexlip(args.lexlip, [p.image for p in pairs], texts)
+        step("encode LexLIP (images + queries)", clock)
+        clock = time.monotonic()
+        dense_docs, dense_queries = encode_dense(args.dense, [p.image for p in pairs], texts)
+        step("encode dense twin", clock)
+        save_encodings(cache, docs, queries, model_id, dense_docs, dense_queries)
     rows = run_systems(args, settings, pairs, ids, relevant, texts, docs, queries, model_id, dense_docs, dense_queries)
     write_results(args, rows, model_id)
 
@@ -272,6 +329,7 @@ def run_systems(
             exact_results,
         )
     )
+    FILES["Anserini"] = directory_files(anserini_dir)
     step("Anserini (index + search)", clock)
 
     engine = start_opensearch(settings, heap_mb=args.heap_mb)
@@ -279,6 +337,7 @@ def run_systems(
         client = OpenSearch(engine.url, timeout=600)
         clock = time.monotonic()
         size = opensearch_index(client, "t2-lexlip", docs, ids, model_id)
+        FILES["OpenSearch exact"] = lucene_files(client, "t2-lexlip")
         step("OpenSearch index + force-merge", clock)
         clock = time.monotonic()
         exact_mode = LexSearch(client, "t2-lexlip", source=False)
@@ -369,6 +428,7 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
         f"Faiss {faiss.__version__}, torch {torch.__version__}, Python {platform.python_version()}",
         "LexLIP model": model_id,
         "step seconds": STEPS,
+        "bytes by Lucene file kind": FILES,
     }
 
     def fmt(x: Any, spec: str) -> str:
@@ -392,6 +452,9 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
             f"{fmt(r['size_vs_dense_flat'], '.2f')} |"
         )
     lines += ["", "Anserini's latencies are its search calls inside one JVM (no HTTP); it has no 4-client figure."]
+    lines += ["", "Bytes by Lucene file kind (doc = postings, the weights as frequencies; fdt = stored fields):", ""]
+    for system, files in FILES.items():
+        lines.append(f"- {system}: " + ", ".join(f"{k} {v:,}" for k, v in files.items() if v >= 1024))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"table2-{args.n}"
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -407,10 +470,12 @@ def plot(path: Path, rows: list[dict[str, Any]], n: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in rows:
-        ax.scatter(r["qps"], r["R@1"], s=30)
-        ax.annotate(r["system"], (r["qps"], r["R@1"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    markers = "osD^v<>phX*P"
+    for i, r in enumerate(rows):
+        ax.scatter(r["qps"], r["R@1"], s=40, marker=markers[i % len(markers)], label=f"{i + 1}. {r['system']}")
+        ax.annotate(str(i + 1), (r["qps"], r["R@1"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xscale("log")
     ax.set_xlabel("queries per second, one client (log scale)")
     ax.set_ylabel("text-to-image R@1")

@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from shapes_common import ensure_shapes, evaluate, header, recall_table, train, write
+from shapes_common import ensure_shapes, evaluate, header, recall_table, write
 
-TOP_K_TEXT, TOP_K_IMAGE = 48, 128
+from trainer.recipes import SHAPES_TOP_K_IMAGE as TOP_K_IMAGE
+from trainer.recipes import SHAPES_TOP_K_TEXT as TOP_K_TEXT
+from trainer.recipes import ShapesRecipe, train_shapes
 
 
 def main() -> None:
@@ -29,24 +31,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-shapes"))
     args = parser.parse_args()
     data = ensure_shapes()
-    common = {
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "warmup": 0.05,
-        "log_every": 50,
-        "checkpoint_every": 100000,
-        "progress": False,
-    }
-    dense_s = train("finetune", data, args.out / "dense", {**common, "steps": args.dense_steps, "kind": "dense"})
+    recipe = ShapesRecipe(args.dense_steps, args.sparse_steps, args.batch_size, args.lr)
+    seconds = train_shapes(data, args.out, recipe)
+    dense_s, sparse_s = seconds["dense"], seconds["sparse"]
     dense_metrics, _ = evaluate(args.out / "dense" / "final", data)
-    sparse_settings = {
-        **common,
-        "steps": args.sparse_steps,
-        "losses": {"train_top_k_text": TOP_K_TEXT, "train_top_k_image": TOP_K_IMAGE},
-    }
-    sparse_s = train(
-        "finetune", data, args.out / "sparse", sparse_settings, "--init-backbones", str(args.out / "dense" / "final")
-    )
     sparse_metrics, _ = evaluate(
         args.out / "sparse" / "final", data, "--top-k-image", str(TOP_K_IMAGE), "--top-k-text", str(TOP_K_TEXT)
     )

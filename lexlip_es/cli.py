@@ -54,7 +54,13 @@ def _cmd_engines_fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from lexlip_es.demo import run_smoke_demo
+    from lexlip_es.demo import DemoOptions, run_demo
+
+    return run_demo(settings, DemoOptions(workers=args.workers, serve_seconds=args.serve_seconds))
+
+
+def _cmd_smoke(args: argparse.Namespace, settings: Settings) -> int:
+    from lexlip_es.smoke_demo import run_smoke_demo
 
     return 1 if run_smoke_demo(settings) else 0
 
@@ -167,11 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run the end-to-end demo on embedded defaults",
-        description="Start engines, index the smoke corpus, query it, print every score "
-        "beside the exact integer dot product.",
+        help="image search end to end on embedded defaults, with a web page",
+        description="Generate the shapes data, train or load the demo checkpoint, start OpenSearch and Redis, ingest "
+        "the held-out images through Celery workers, print recall, and serve the search page "
+        "(LEXLIP_DEMO_HOST:LEXLIP_DEMO_PORT, 127.0.0.1:8765 by default).",
+    )
+    demo.add_argument("--workers", type=int, default=2, help="Celery worker processes for the ingest")
+    demo.add_argument(
+        "--serve-seconds", type=float, default=None, help="stop the page after this long (0: no page; default: Ctrl-C)"
     )
     demo.set_defaults(func=_cmd_demo)
+
+    smoke = commands.add_parser(
+        "smoke",
+        help="engine smoke check: index 20 vectors, print every score beside the exact dot product",
+        description="Start OpenSearch and Anserini, index the smoke corpus, query it, print every score beside the "
+        "exact integer dot product.",
+    )
+    smoke.set_defaults(func=_cmd_smoke)
 
     data = commands.add_parser("data", help="generate data sets", description="Generate data sets.")
     data_cmds = data.add_subparsers(dest="data_command", metavar="DATASET", required=True)

@@ -53,10 +53,9 @@ def _cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     if not hits:
         print("no matching images")
         return 0
-    print(f"{'rank':>4}  {'score':>10}  {'id':24}  top tokens (query x document)")
-    for rank, hit in enumerate(hits, 1):
-        tokens = ", ".join(f"{c.token} {c.score:g}" for c in search.explain(hit)[: args.tokens])
-        print(f"{rank:>4}  {hit.score:>10.1f}  {hit.id[:24]:24}  {tokens}")
+    from lexlip_es.hits import hit_views, table
+
+    print("\n".join(table(hit_views(search, hits), args.tokens)))
     return 0
 
 

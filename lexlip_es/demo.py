@@ -1,82 +1,235 @@
-"""The smoke demo behind `make demo` until the main job exists: start engines, index, query, print scores.
+"""`lexlip demo` (`make demo`): image search end to end on embedded defaults.
 
-It indexes the smoke corpus into a real OpenSearch node (`rank_features`) and into Anserini (impact index), runs each
-query as a bool `should` of linear `rank_feature` clauses, and prints every hit's engine score beside the exact
-integer dot product.
+1. data: the shapes set in the cache (generated once, about a minute);
+2. model: LEXLIP_CHECKPOINT, else the shapes recipe's checkpoint in the cache (trained once, ~20 minutes on 2 cores);
+3. engines: LEXLIP_OPENSEARCH_URL / LEXLIP_REDIS_URL when set, else a local OpenSearch node and Redis started here;
+4. ingest: the 1,000 held-out images through real Celery worker processes, with a progress bar;
+5. recall: every held-out caption searched through OpenSearch; R@1/5/10 both ways, printed;
+6. page: the search page on http://127.0.0.1:8765 (LEXLIP_DEMO_HOST / LEXLIP_DEMO_PORT) until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lexlip_es.features import LUCENE_EXACT_LIMIT, dot, lucene_dot
-from lexlip_es.local.anserini import Anserini
-from lexlip_es.local.opensearch import start_opensearch
-from lexlip_es.query import escaped_document, rank_feature_query
+from lexlip_es.errors import LexlipError
 from lexlip_es.settings import Settings
-from lexlip_es.smoke import smoke_corpus
 
-INDEX = "lexlip-smoke"
-FIELD = "lexicon"
+INDEX = "lexlip-demo"
+KS = (1, 5, 10)
 
 
-def run_smoke_demo(settings: Settings, echo: Callable[[str], None] = print) -> int:
-    """Return the number of scores that disagree with the exact (or, above 511, Lucene-truncated) dot product."""
-    from opensearchpy import OpenSearch, helpers
+@dataclass(frozen=True)
+class DemoOptions:
+    workers: int = 2
+    serve_seconds: float | None = None
+    """None serves until interrupted; 0 skips the page (a run that only ingests and measures)."""
+    batch_size: int = 32
 
-    corpus = smoke_corpus()
-    started = None
-    url = settings.opensearch_url
-    if url is None:
-        t0 = time.monotonic()
-        echo("starting a local OpenSearch node ...")
-        started = start_opensearch(settings)
-        url = started.url
-        echo(f"OpenSearch is up at {url} after {time.monotonic() - t0:.1f} s")
+
+@dataclass(frozen=True)
+class Recall:
+    text_to_image: dict[str, float]
+    image_to_text: dict[str, float]
+    queries: int
+    seconds: float
+
+
+def held_out(data_json: Path) -> list[dict[str, Any]]:
+    """The test split as ingest manifest rows: id, image path, captions."""
+    records = json.loads(data_json.read_text())["images"]
+    return [
+        {
+            "id": f"shapes-{r['imgid']:07d}",
+            "image": str(data_json.parent / r.get("filepath", "") / r["filename"]),
+            "captions": [s["raw"] for s in r["sentences"]],
+        }
+        for r in records
+        if r["split"] == "test"
+    ]
+
+
+def demo_checkpoint(settings: Settings, data_json: Path, echo: Callable[[str], None]) -> Path:
+    """LEXLIP_CHECKPOINT when set; else the shapes recipe's LexLIP checkpoint, trained into the cache once."""
+    if settings.checkpoint:
+        if not (Path(settings.checkpoint) / "config.json").exists():
+            raise LexlipError(f"LEXLIP_CHECKPOINT={settings.checkpoint} is not a checkpoint folder (no config.json)")
+        return Path(settings.checkpoint)
+    from trainer.recipes import ShapesRecipe, train_shapes
+
+    recipe = ShapesRecipe()
+    out = settings.cache_dir / "models" / recipe.key()
+    final = out / "sparse" / "final"
+    if (final / "model.safetensors").exists():
+        return final
+    echo(f"training the shapes recipe once into {out} (dense twin, then LexLIP; about 20 minutes on 2 CPU cores)")
+    seconds = train_shapes(data_json, out, recipe)
+    echo(f"trained: dense {seconds['dense']:.0f} s, sparse {seconds['sparse']:.0f} s")
+    return final
+
+
+@contextlib.contextmanager
+def engines(settings: Settings, echo: Callable[[str], None]) -> Iterator[Settings]:
+    """The settings with an OpenSearch URL and a Redis URL: the given ones, or local services started here."""
+    started: list[Any] = []
     try:
-        client = OpenSearch(url, timeout=60)
-        if client.indices.exists(index=INDEX):
-            client.indices.delete(index=INDEX)
-        client.indices.create(index=INDEX, body={"mappings": {"properties": {FIELD: {"type": "rank_features"}}}})
-        actions: list[dict[str, Any]] = [
-            {"_index": INDEX, "_id": doc_id, "_source": {FIELD: escaped_document(vec)}}
-            for doc_id, vec in corpus.documents.items()
-        ]
-        helpers.bulk(client, actions, refresh="wait_for")
-        echo(f"indexed {len(actions)} documents into OpenSearch index {INDEX!r}")
+        if not settings.opensearch_url:
+            from lexlip_es.local.opensearch import start_opensearch
 
-        anserini = Anserini(settings)
-        with tempfile.TemporaryDirectory(prefix="lexlip-demo-") as tmp:
-            anserini.index(corpus.documents.items(), Path(tmp) / "index")
-            reference = anserini.search(Path(tmp) / "index", list(corpus.queries.items()), k=len(corpus.documents))
-        echo(f"indexed the same documents into an Anserini impact index ({anserini.fatjar.name})")
+            echo("starting a local OpenSearch node ...")
+            node = start_opensearch(settings)
+            started.append(node)
+            settings = settings.with_(opensearch_url=node.url)
+        if not settings.redis_url:
+            from lexlip_es.local.redis import start_redis
 
-        mismatches = 0
-        for qid, query in corpus.queries.items():
-            body = {"query": rank_feature_query(FIELD, query), "size": len(corpus.documents), "_source": False}
-            hits = client.search(index=INDEX, body=body)["hits"]["hits"]
-            anserini_scores = dict(reference[qid])
-            echo(f"\nquery {qid}: {query}")
-            echo(f"  {'doc':8} {'opensearch':>11} {'anserini':>9} {'exact dot':>10} {'lucene 9-bit':>12}  check")
-            for hit in hits:
-                doc = corpus.documents[hit["_id"]]
-                exact, truncated = dot(query, doc), lucene_dot(query, doc)
-                big = corpus.has_big_weight(hit["_id"], qid)
-                ok = hit["_score"] == (truncated if big else exact) and anserini_scores.get(hit["_id"]) == exact
-                mismatches += not ok
-                note = "ok" if ok else "MISMATCH"
-                if big:
-                    note += f" (weight >= {LUCENE_EXACT_LIMIT})"
-                echo(
-                    f"  {hit['_id']:8} {hit['_score']:>11.1f} {anserini_scores.get(hit['_id'], 0.0):>9.1f} "
-                    f"{exact:>10} {truncated:>12.1f}  {note}"
-                )
-        echo(f"\n{mismatches} mismatching scores")
-        return mismatches
+            redis = start_redis(settings)
+            started.append(redis)
+            settings = settings.with_(redis_url=redis.url)
+        echo(f"OpenSearch {settings.opensearch_url}, Redis {settings.redis_url}")
+        yield settings
     finally:
-        if started is not None:
-            started.stop()
+        for engine in reversed(started):
+            engine.stop()
+
+
+def ingest(
+    settings: Settings, rows: Sequence[dict[str, Any]], checkpoint: Path, options: DemoOptions, workdir: Path
+) -> Any:
+    """The rows through `options.workers` Celery worker processes into INDEX (created fresh), with a progress bar."""
+    from opensearchpy import OpenSearch
+    from tqdm import tqdm
+
+    from ingest.app import create_app
+    from ingest.local import start_worker
+    from ingest.producer import run_ingest
+    from lexlip_es.mapping import IndexOptions
+
+    manifest = workdir / "held-out.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    client = OpenSearch(settings.opensearch_url, timeout=60)
+    if client.indices.exists(index=INDEX):
+        client.indices.delete(index=INDEX)
+    env = {
+        **os.environ,
+        "LEXLIP_REDIS_URL": str(settings.redis_url),
+        "LEXLIP_OPENSEARCH_URL": str(settings.opensearch_url),
+        "LEXLIP_CACHE_DIR": str(settings.cache_dir),
+    }
+    workers = [
+        start_worker(f"demo{i}", env, workdir / f"worker{i}.log", threads=max(1, (os.cpu_count() or 2) // 2))
+        for i in range(options.workers)
+    ]
+    try:
+        bar = tqdm(total=len(rows), unit="img", desc="ingest", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+
+        def progress(tally: Any) -> None:
+            done = tally.indexed + tally.skipped + len(tally.failed)
+            if done > bar.n:
+                bar.set_postfix(indexed=tally.indexed, failed=len(tally.failed), refresh=False)
+                bar.update(done - bar.n)
+
+        tally = run_ingest(
+            create_app(settings),
+            client,
+            manifest,
+            INDEX,
+            checkpoint,
+            batch_size=options.batch_size,
+            options=IndexOptions(replicas=0),
+            on_progress=progress,
+        )
+        bar.close()
+        return tally
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def recall(search: Any, rows: Sequence[dict[str, Any]], encoder: Any) -> Recall:
+    """R@1/5/10 through the engine: every held-out caption against the image lexicons (relevant: its image), and
+    every image's stored lexicon against the caption lexicons (relevant: the image's own captions)."""
+    from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD
+
+    started = time.monotonic()
+    layout = search.layout
+    captions = [(r["id"], c) for r in rows for c in r["captions"]]
+    vectors = encoder.encode_texts([c for _, c in captions], scale=layout.scale, top_k=layout.top_k_text)
+    depth = max(KS)
+    t2i = [0] * len(KS)
+    for (image_id, _), vector in zip(captions, vectors, strict=True):
+        found = [h.id for h in search.search_vector(vector.to_features(encoder.vocab, escape=False), depth)]
+        for j, k in enumerate(KS):
+            t2i[j] += image_id in found[:k]
+    i2t = [0] * len(KS)
+    sources = search.client.mget(index=search.index, body={"ids": [r["id"] for r in rows]})["docs"]
+    for doc in sources:
+        lexicon = (doc.get("_source") or {}).get(IMAGE_FIELD) or {}
+        found = [h.id for h in search.search_vector(lexicon, depth, field=CAPTION_FIELD)] if lexicon else []
+        for j, k in enumerate(KS):
+            i2t[j] += doc["_id"] in found[:k]
+    return Recall(
+        {f"R@{k}": t2i[j] / len(captions) for j, k in enumerate(KS)},
+        {f"R@{k}": i2t[j] / len(rows) for j, k in enumerate(KS)},
+        len(captions),
+        time.monotonic() - started,
+    )
+
+
+def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Callable[[str], None] = print) -> int:
+    from opensearchpy import OpenSearch
+
+    from lexlip_es.encoders.lexlip import LexLIPEncoder
+    from lexlip_es.search import LexSearch
+    from lexlip_es.web.app import create_app, serve
+    from trainer.data.shapes import ensure_standard_shapes
+
+    options = options or DemoOptions()
+    clock = time.monotonic()
+    data_json = ensure_standard_shapes(settings.cache_dir / "data" / "shapes")
+    rows = held_out(data_json)
+    echo(f"data: {len(rows)} held-out shapes images in {data_json.parent} ({time.monotonic() - clock:.0f} s)")
+    checkpoint = demo_checkpoint(settings, data_json, echo)
+    echo(f"model: {checkpoint}")
+    with engines(settings, echo) as live, tempfile.TemporaryDirectory(prefix="lexlip-demo-") as work:
+        tally = ingest(live, rows, checkpoint, options, Path(work))
+        echo(tally.summary())
+        if not tally.ok:
+            for item_id, reason in sorted(tally.failed.items())[:5]:
+                echo(f"  failed {item_id}: {reason}")
+        client = OpenSearch(live.opensearch_url, timeout=30)
+        encoder = LexLIPEncoder.from_pretrained(checkpoint)
+        search = LexSearch(client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars)
+        measured = recall(search, rows, encoder)
+        echo(
+            f"recall through OpenSearch on {len(rows)} held-out images / {measured.queries} captions "
+            f"({measured.seconds:.0f} s; ties broken by id):"
+        )
+        for name, figures in (("text -> image", measured.text_to_image), ("image -> text", measured.image_to_text)):
+            echo(f"  {name}: " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+        if options.serve_seconds == 0:
+            return 0 if tally.ok else 1
+        from lexlip_es.local.ports import free_port
+
+        port = settings.demo_port or free_port()
+        server = serve(create_app(search, data_json.parent), settings.demo_host, port)
+        if options.serve_seconds is not None:
+            import threading
+
+            threading.Timer(options.serve_seconds, lambda: setattr(server, "should_exit", True)).start()
+        echo(f"\nopen http://{settings.demo_host}:{port}/  (Ctrl-C stops the page, the workers and the engines)")
+        echo(
+            f'the same hits in a terminal: lexlip search "a red circle" --index {INDEX} '
+            f"--url {live.opensearch_url} --checkpoint {checkpoint}"
+        )
+        server.run()
+    return 0 if tally.ok else 1

@@ -46,6 +46,10 @@ class Settings:
     """Image URLs pointing at private, loopback or link-local addresses are refused unless this is true."""
     max_image_bytes: int = 20 * 1024 * 1024
     url_timeout_s: float = 10.0
+    demo_host: str = "127.0.0.1"
+    """Where `lexlip demo` serves its page; anything but loopback exposes the page to the network."""
+    demo_port: int = 8765
+    """0 picks a free port."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

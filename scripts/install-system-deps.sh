@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs when they are missing: redis-server, Maven, a JDK (javac), setpriv
-# (engines) and libjemalloc2 (CPU training keeps its large buffers instead of re-faulting them).
+# (engines), libjemalloc2 (CPU training keeps its large buffers instead of re-faulting them) and Chromium with its
+# driver (the demo page's browser test).
 # Idempotent: prints what it found and installs nothing when everything is there.
 set -euo pipefail
 
@@ -10,9 +11,11 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v javac >/dev/null 2>&1 || ls /usr/lib/jvm/*/bin/javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: redis-server, mvn, javac, setpriv and jemalloc are present"
+  echo "system packages: redis-server, mvn, javac, setpriv, jemalloc, chromium and chromedriver are present"
   exit 0
 fi
 

@@ -151,3 +151,12 @@ def generate_shapes(
     tmp.write_text(json.dumps({"dataset": "shapes", "seed": seed, "images": records}))
     tmp.replace(path)
     return path
+
+
+def ensure_standard_shapes(directory: str | Path) -> Path:
+    """The standard shapes set (20,000 train, 500 val, 1,000 test; seed 0) in `directory`, generated when missing.
+    The JSON is written last, so a set whose JSON exists is complete."""
+    path = Path(directory) / "dataset_shapes.json"
+    if not path.exists():
+        generate_shapes(directory)
+    return path
