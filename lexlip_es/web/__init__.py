@@ -1,0 +1,1 @@
+"""The demo search page: HTML rendering (`render`) and the FastAPI app (`app`)."""
