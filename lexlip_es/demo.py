@@ -185,6 +185,21 @@ def recall(search: Any, rows: Sequence[dict[str, Any]], encoder: Any) -> Recall:
     )
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail before the long steps when the page's port is taken."""
+    import socket
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LexlipError(
+                f"cannot serve the page on {host}:{port} ({exc.strerror}): set LEXLIP_DEMO_PORT (0 picks a free port)"
+            ) from exc
+
+
 def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Callable[[str], None] = print) -> int:
     from opensearchpy import OpenSearch
 
@@ -194,6 +209,8 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
     from trainer.data.shapes import ensure_standard_shapes
 
     options = options or DemoOptions()
+    if options.serve_seconds != 0:
+        check_port(settings.demo_host, settings.demo_port)
     clock = time.monotonic()
     data_json = ensure_standard_shapes(settings.cache_dir / "data" / "shapes")
     rows = held_out(data_json)

@@ -133,4 +133,3 @@ def image_header(doc_id: str, source: Mapping[str, object], lexicon: Mapping[str
         f"<div><div class=meta>query image <span class=doc-id>{text(doc_id)}</span> &middot; "
         f"{len(lexicon)} tokens</div>{shown}{cloud(lexicon)}</div></div>"
     )
-
