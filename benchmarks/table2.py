@@ -182,27 +182,52 @@ def overlap(results: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) ->
     return float(np.mean([len(set(r[:K]) & set(e[:K])) / K for r, e in zip(results, exact, strict=True)]))
 
 
-def opensearch_index(client: Any, name: str, docs: Vectors, ids: Sequence[str], model_id: str) -> int:
-    """Index the vectors (lexicons kept out of _source), force-merge to one segment; return the store size."""
+def opensearch_index(
+    client: Any, name: str, docs: Vectors, ids: Sequence[str], model_id: str, field_type: str = "rank_features"
+) -> int:
+    """Index the vectors (lexicons kept out of _source), force-merge to one settled segment; return the store size."""
     from lexlip_es.bulk import BulkWriter, LexiconDocument
     from lexlip_es.indices import create_index
     from lexlip_es.mapping import IndexOptions, LexiconLayout
 
-    layout = LexiconLayout(model_id, top_k_image=None, exclude_lexicons_from_source=True)
+    layout = LexiconLayout(model_id, top_k_image=None, exclude_lexicons_from_source=True, field_type=field_type)  # type: ignore[arg-type]
     if client.indices.exists(index=name):
         client.indices.delete(index=name)
     create_index(client, name, layout, IndexOptions(replicas=0, refresh_interval="-1"))
-    report = BulkWriter(client, name, layout, chunk_size=2000).write(
-        LexiconDocument(i, image=v) for i, v in zip(ids, docs, strict=True) if v
-    )
-    if report.errors:
-        raise RuntimeError(f"{name}: {len(report.errors)} documents refused: {report.errors[0]}")
+    writer = BulkWriter(client, name, layout, chunk_size=2000)
+    half = len(ids) // 2
+    for part in (slice(0, half), slice(half, None)):  # two segments at least, so that the force-merge merges
+        report = writer.write(LexiconDocument(i, image=v) for i, v in zip(ids[part], docs[part], strict=True) if v)
+        if report.errors:
+            raise RuntimeError(f"{name}: {len(report.errors)} documents refused: {report.errors[0]}")
+        client.indices.refresh(index=name)
     return force_merge(client, name)
 
 
-def force_merge(client: Any, name: str) -> int:
+def force_merge(client: Any, name: str, wait_s: float = 120.0) -> int:
+    """Force-merge to one segment once the shard no longer needs `_recovery_source`, and return the store size.
+
+    OpenSearch stores each document's original JSON as `_recovery_source` whenever `_source` is filtered, and drops
+    it in a merge only after the shard's peer-recovery retention lease has passed the document (the lease advances
+    every 30 s or so). A long-lived index gets there by itself; a benchmark has to wait for it, else it measures the
+    lexicons twice. Old segment files go at the next commit, hence the flushes around the merge.
+    """
     client.indices.refresh(index=name)
+    client.indices.flush(index=name, force=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        shard = client.indices.stats(index=name, level="shards")["indices"][name]["shards"]["0"][0]
+        leases = shard.get("retention_leases", {}).get("leases", [])
+        if leases and min(x["retaining_seq_no"] for x in leases) > shard["seq_no"]["max_seq_no"]:
+            break
+        if time.monotonic() > deadline:
+            print(f"warning: retention leases of {name} did not advance in {wait_s:.0f} s", flush=True)
+            break
+        time.sleep(2)
+    client.indices.flush(index=name, force=True)
     client.indices.forcemerge(index=name, max_num_segments=1, request_timeout=3600)
+    client.indices.refresh(index=name)
+    client.indices.flush(index=name, force=True)
     stats = client.indices.stats(index=name, metric="store")
     return int(stats["indices"][name]["primaries"]["store"]["size_in_bytes"])
 
@@ -231,7 +256,7 @@ def main() -> None:
     parser.add_argument("--lexlip", type=Path, default=Path("/tmp/lexlip-shapes/sparse/final"))
     parser.add_argument("--dense", type=Path, default=Path("/tmp/lexlip-shapes/dense/final"))
     parser.add_argument("--fast", default="4:100,8:100,8:1000,16:1000", help="head terms:window pairs")
-    parser.add_argument("--sparsify", default="64,32,16,12,8")
+    parser.add_argument("--sparsify", default="64,32,16,12,8", help="document top-K rows ('' for none)")
     parser.add_argument("--heap-mb", type=int, default=2048)
     parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-table2"))
     args = parser.parse_args()
@@ -353,6 +378,18 @@ def run_systems(
             step(f"OpenSearch fast {terms}:{window}", clock)
 
         clock = time.monotonic()
+        size = opensearch_index(client, "t2-impact", docs, ids, model_id, field_type="impact")
+        FILES["OpenSearch impact"] = lucene_files(client, "t2-impact")
+        step("OpenSearch impact index + force-merge", clock)
+        for name, mode in [("exact", None), ("fast 16:1000", FastMode(16, 1000))]:
+            clock = time.monotonic()
+            impact = LexSearch(client, "t2-impact", source=False, fast=mode)
+            figures = measure(lambda q, impact=impact: [h.id for h in impact.search_vector(queries[q], K)], nq)
+            rows.append(row(f"LexLIP OpenSearch impact field, {name}", figures, size, n, relevant, exact_results))
+            step(f"OpenSearch impact {name}", clock)
+        client.indices.delete(index="t2-impact")
+
+        clock = time.monotonic()
         captions_index = "t2-bm25"
         if client.indices.exists(index=captions_index):
             client.indices.delete(index=captions_index)
@@ -394,7 +431,7 @@ def run_systems(
         rows.append(row("BM25 over captions (OpenSearch)", figures, size, n, relevant, None))
         step("BM25", clock)
 
-        for top_k in (int(x) for x in args.sparsify.split(",")):
+        for top_k in (int(x) for x in args.sparsify.split(",") if x):
             clock = time.monotonic()
             cut = [dict(sorted(v.items(), key=lambda t: (-t[1], t[0]))[:top_k]) for v in docs]
             name = f"t2-lexlip-top{top_k}"
@@ -428,7 +465,6 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
         f"Faiss {faiss.__version__}, torch {torch.__version__}, Python {platform.python_version()}",
         "LexLIP model": model_id,
         "step seconds": STEPS,
-        "bytes by Lucene file kind": FILES,
     }
 
     def fmt(x: Any, spec: str) -> str:
@@ -459,7 +495,9 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
     stem = RESULTS / f"table2-{args.n}"
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    stem.with_suffix(".json").write_text(json.dumps({"header": header, "rows": public}, indent=2))
+    stem.with_suffix(".json").write_text(
+        json.dumps({"header": header, "rows": public, "bytes_by_lucene_file_kind": FILES}, indent=2)
+    )
     plot(stem.with_suffix(".png"), public, args.n)
     print("\n".join(lines))
 

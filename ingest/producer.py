@@ -19,7 +19,7 @@ from lexlip_es.clients import engine_errors
 from lexlip_es.encoders.base import checkpoint_model_id
 from lexlip_es.errors import EngineUnavailableError, IndexNotFoundError, LexlipError, MappingError
 from lexlip_es.indices import create_index, read_layout
-from lexlip_es.mapping import MODEL_FIELD, IndexOptions, LexiconLayout
+from lexlip_es.mapping import MODEL_FIELD, FieldType, IndexOptions, LexiconLayout
 
 TASK = "lexlip.ingest_batch"
 
@@ -56,14 +56,16 @@ def batched(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str
         yield batch
 
 
-def ensure_index(client: Any, index: str, model_id: str, options: IndexOptions, create: bool) -> LexiconLayout:
+def ensure_index(
+    client: Any, index: str, model_id: str, options: IndexOptions, create: bool, field_type: FieldType = "rank_features"
+) -> LexiconLayout:
     """The index's layout; created for `model_id` when missing (and allowed). Another model's index is refused."""
     try:
         layout = read_layout(client, index)
     except IndexNotFoundError:
         if not create:
             raise
-        layout = LexiconLayout(model_id)
+        layout = LexiconLayout(model_id, field_type=field_type)
         create_index(client, index, layout, options)
         return layout
     if layout.model_id != model_id:
@@ -113,12 +115,13 @@ def run_ingest(
     max_in_flight: int = 64,
     timeout_s: float | None = None,
     on_progress: Callable[[Tally], None] | None = None,
+    field_type: FieldType = "rank_features",
 ) -> Tally:
     if batch_size < 1:
         raise LexlipError(f"batch size must be at least 1, got {batch_size}")
     checkpoint = str(Path(checkpoint).resolve())
     model_id = checkpoint_model_id(checkpoint)
-    ensure_index(client, index, model_id, options or IndexOptions(), create)
+    ensure_index(client, index, model_id, options or IndexOptions(), create, field_type)
     tally = Tally()
     started = time.monotonic()
     pending: list[tuple[Any, list[str]]] = []

@@ -16,7 +16,7 @@ from typing import Any
 
 from lexlip_es.clients import error_status, flavor_of, is_client_error, translate
 from lexlip_es.errors import EngineUnavailableError, LexlipError
-from lexlip_es.features import impact_features
+from lexlip_es.features import impact_features, impact_text
 from lexlip_es.mapping import CAPTION_FIELD, ID_FIELD, IMAGE_FIELD, MODEL_FIELD, LexiconLayout
 
 MAX_ID_BYTES = 512
@@ -66,13 +66,14 @@ def check_id(item_id: object) -> str:
     return item_id
 
 
-def _lexicon(vector: Mapping[str, int], top_k: int | None, what: str) -> dict[str, int]:
+def _lexicon(vector: Mapping[str, int], top_k: int | None, what: str, layout: LexiconLayout) -> dict[str, int] | str:
     if top_k is not None and len(vector) > top_k:
         raise DocumentError(f"{what} has {len(vector)} terms; the index keeps at most {top_k}")
     try:
-        return impact_features(vector, what)
+        features = impact_features(vector, what)
     except ValueError as exc:
         raise DocumentError(str(exc)) from exc
+    return impact_text(features) if layout.field_type == "impact" else features
 
 
 def document_source(doc: LexiconDocument, layout: LexiconLayout) -> dict[str, Any]:
@@ -82,9 +83,9 @@ def document_source(doc: LexiconDocument, layout: LexiconLayout) -> dict[str, An
         raise DocumentError(f"document {doc.id!r}: metadata uses reserved field names {sorted(clash)}")
     source: dict[str, Any] = {**doc.metadata, ID_FIELD: doc.id, MODEL_FIELD: layout.model_id}
     if doc.image:
-        source[IMAGE_FIELD] = _lexicon(doc.image, layout.top_k_image, f"document {doc.id!r} image lexicon")
+        source[IMAGE_FIELD] = _lexicon(doc.image, layout.top_k_image, f"document {doc.id!r} image lexicon", layout)
     if doc.captions:
-        source[CAPTION_FIELD] = _lexicon(doc.captions, None, f"document {doc.id!r} caption lexicon")
+        source[CAPTION_FIELD] = _lexicon(doc.captions, None, f"document {doc.id!r} caption lexicon", layout)
     if IMAGE_FIELD not in source and CAPTION_FIELD not in source:
         raise DocumentError(f"document {doc.id!r} has neither an image nor a caption lexicon")
     return source

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from lexlip_es.errors import LexlipError
+from lexlip_es.mapping import FIELD_TYPES
 from lexlip_es.settings import Settings
 
 
@@ -48,6 +49,7 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         options=IndexOptions(shards=args.shards, replicas=args.replicas),
         timeout_s=args.timeout,
         on_progress=progress,
+        field_type=args.field_type,
     )
     bar.close()
     print(tally.summary())
@@ -109,6 +111,12 @@ def add_commands(commands: Any) -> None:
     ingest.add_argument("--no-resume", action="store_true", help="send every item, even those already indexed")
     ingest.add_argument("--shards", type=int, default=1)
     ingest.add_argument("--replicas", type=int, default=1)
+    ingest.add_argument(
+        "--field-type",
+        choices=FIELD_TYPES,
+        default="rank_features",
+        help="for a new index: rank_features (default), impact (OpenSearch: exact, smaller), sparse_vector (ES)",
+    )
     ingest.add_argument("--timeout", type=float, help="give up after this many seconds")
     ingest.add_argument("--show-failures", type=int, default=20)
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")

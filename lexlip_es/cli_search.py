@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lexlip_es.errors import LexlipError
+from lexlip_es.mapping import FIELD_TYPES
 from lexlip_es.settings import Settings
 
 
@@ -69,6 +70,7 @@ def _cmd_index_create(args: argparse.Namespace, settings: Settings) -> int:
         top_k_image=args.top_k_image,
         top_k_text=args.top_k_text,
         exclude_lexicons_from_source=args.exclude_lexicons_from_source,
+        field_type=args.field_type,
     )
     metadata = json.loads(args.metadata) if args.metadata else {}
     options = IndexOptions(shards=args.shards, replicas=args.replicas, metadata_properties=metadata)
@@ -135,6 +137,12 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
     create.add_argument("--shards", type=int, default=1)
     create.add_argument("--replicas", type=int, default=1)
     create.add_argument("--exclude-lexicons-from-source", action="store_true")
+    create.add_argument(
+        "--field-type",
+        choices=FIELD_TYPES,
+        default="rank_features",
+        help="rank_features (default), impact (OpenSearch: exact integer weights, smaller index), sparse_vector (ES)",
+    )
     create.add_argument("--metadata", help='JSON of your own field mappings, e.g. {"caption": {"type": "text"}}')
     create.add_argument("--url", help="cluster URL (default LEXLIP_OPENSEARCH_URL)")
     create.set_defaults(func=_cmd_index_create)
@@ -161,6 +169,6 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
     parity.add_argument("--corpus", required=True, help='JSONL of {"id": ..., "vector": {token: int}}')
     parity.add_argument("--queries", required=True, help="JSONL of the same shape")
     parity.add_argument("--k", type=int, default=10)
-    parity.add_argument("--engines", default="opensearch,elasticsearch,anserini")
+    parity.add_argument("--engines", default="opensearch,opensearch-impact,elasticsearch,anserini")
     parity.add_argument("--report", help="write the markdown report here (and the JSON beside it)")
     parity.set_defaults(func=_cmd_parity)

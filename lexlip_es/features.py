@@ -6,6 +6,9 @@ whitespace and control characters; every other character, including non-ASCII, i
 
 Lucene's `FeatureField` keeps 9 significant bits of a float: integers below 512 survive exactly, larger ones are
 truncated. `lucene_feature_value` reproduces that so expected scores can be computed in Python.
+
+The `impact` field type stores a lexicon as text, `token|weight` pairs separated by spaces, which the engine indexes
+as terms whose frequency is the weight (Anserini's impact encoding): `|` is escaped too there.
 """
 
 from __future__ import annotations
@@ -31,6 +34,25 @@ def escape_feature(token: str) -> str:
 def unescape_feature(name: str) -> str:
     """Invert `escape_feature`."""
     return _PERCENT.sub(lambda m: chr(int(m.group(1), 16)), name)
+
+
+def escape_impact_token(token: str) -> str:
+    """A token as a term of an `impact` field: `escape_feature`, and `|` (the weight delimiter) escaped as well."""
+    return escape_feature(token).replace("|", "%7C")
+
+
+def impact_text(features: Mapping[str, int]) -> str:
+    """{escaped name: positive integer} (from `impact_features`) as the text an `impact` field indexes."""
+    return " ".join(f"{name.replace('|', '%7C')}|{weight}" for name, weight in features.items())
+
+
+def parse_impact_text(text: str) -> dict[str, int]:
+    """Invert `impact_text`: {unescaped token: weight}."""
+    out: dict[str, int] = {}
+    for pair in text.split():
+        name, _, weight = pair.rpartition("|")
+        out[unescape_feature(name)] = int(weight)
+    return out
 
 
 def lucene_feature_value(weight: float) -> float:

@@ -4,6 +4,10 @@ One document per image: its lexicon (`image_lexicon`), the merged lexicon of its
 model that wrote them (`lexlip_model`), the caller's item id (`lexlip_id`, the tie-breaker) and the caller's own
 metadata fields, which this module never touches. OpenSearch stores lexicons as `rank_features`; Elasticsearch as
 `sparse_vector` (8.11+), or `rank_features` where the cluster has mapper-extras and the caller asks for it.
+
+`impact` (OpenSearch) stores each lexicon as a text field whose terms carry the weights as term frequencies (the
+`delimited_term_freq` token filter) and scores them with a scripted similarity, `boost x frequency`: exact integer
+dot products with no 9-bit truncation, and postings as small as Anserini's impact index.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from lexlip_es.errors import MappingError
 from lexlip_es.sparse import DEFAULT_SCALE
 
 Flavor = Literal["opensearch", "elasticsearch"]
-FieldType = Literal["rank_features", "sparse_vector"]
+FieldType = Literal["rank_features", "sparse_vector", "impact"]
+FIELD_TYPES = ("rank_features", "sparse_vector", "impact")
+IMPACT_ANALYZER = "lexlip_impact"
+IMPACT_SIMILARITY = "lexlip_dot"
 
 IMAGE_FIELD = "image_lexicon"
 CAPTION_FIELD = "caption_lexicon"
@@ -46,8 +53,8 @@ class LexiconLayout:
             k = getattr(self, name)
             if k is not None and (not isinstance(k, int) or k <= 0):
                 raise MappingError(f"{name} must be a positive integer or None, got {k!r}")
-        if self.field_type not in ("rank_features", "sparse_vector"):
-            raise MappingError(f"field_type must be rank_features or sparse_vector, got {self.field_type!r}")
+        if self.field_type not in FIELD_TYPES:
+            raise MappingError(f"field_type must be one of {', '.join(FIELD_TYPES)}, got {self.field_type!r}")
 
     def meta(self) -> dict[str, Any]:
         return {"lexlip": {"layout": LAYOUT_VERSION, **asdict(self)}}
@@ -73,7 +80,15 @@ class IndexOptions:
 
 
 def lexicon_properties(layout: LexiconLayout) -> dict[str, Any]:
-    lexicon = {"type": layout.field_type}
+    lexicon: dict[str, Any] = {"type": layout.field_type}
+    if layout.field_type == "impact":
+        lexicon = {
+            "type": "text",
+            "analyzer": IMPACT_ANALYZER,
+            "index_options": "freqs",
+            "norms": False,
+            "similarity": IMPACT_SIMILARITY,
+        }
     return {
         IMAGE_FIELD: dict(lexicon),
         CAPTION_FIELD: dict(lexicon),
@@ -96,19 +111,30 @@ def mappings(layout: LexiconLayout, options: IndexOptions | None = None) -> dict
     return body
 
 
-def index_settings(options: IndexOptions | None = None) -> dict[str, Any]:
+IMPACT_SETTINGS = {
+    "analysis": {
+        "analyzer": {IMPACT_ANALYZER: {"type": "custom", "tokenizer": "whitespace", "filter": ["lexlip_weight"]}},
+        "filter": {"lexlip_weight": {"type": "delimited_term_freq", "delimiter": "|"}},
+    },
+    "similarity": {IMPACT_SIMILARITY: {"type": "scripted", "script": {"source": "return query.boost * doc.freq;"}}},
+}
+
+
+def index_settings(options: IndexOptions | None = None, layout: LexiconLayout | None = None) -> dict[str, Any]:
     options = options or IndexOptions()
     if options.shards < 1 or options.replicas < 0:
         raise MappingError(f"shards must be >= 1 and replicas >= 0, got {options.shards} and {options.replicas}")
     index: dict[str, Any] = {"number_of_shards": options.shards, "number_of_replicas": options.replicas}
     if options.refresh_interval is not None:
         index["refresh_interval"] = options.refresh_interval
+    if layout is not None and layout.field_type == "impact":
+        index.update(IMPACT_SETTINGS)
     return {"index": index}
 
 
 def index_body(layout: LexiconLayout, options: IndexOptions | None = None) -> dict[str, Any]:
     """The body of `PUT /<index>`."""
-    return {"settings": index_settings(options), "mappings": mappings(layout, options)}
+    return {"settings": index_settings(options, layout), "mappings": mappings(layout, options)}
 
 
 def template_body(

@@ -30,7 +30,8 @@ from lexlip_es.indices import create_index
 from lexlip_es.mapping import IMAGE_FIELD, FieldType, IndexOptions, LexiconLayout
 from lexlip_es.settings import Settings
 
-ENGINES = ("opensearch", "elasticsearch", "anserini")
+ENGINES = ("opensearch", "opensearch-impact", "elasticsearch", "anserini")
+"""`opensearch` uses `rank_features` (9-bit weights), `opensearch-impact` the `impact` field type (exact integers)."""
 PARITY_INDEX = "lexlip-parity"
 RARE_FROM = 1000
 Vectors = list[tuple[str, dict[str, int]]]
@@ -255,14 +256,17 @@ def run_parity(
                 index_s = time.monotonic() - started
                 got = backend.search_many([v for _, v in queries], k)
         else:
-            field_type: FieldType = "rank_features" if engine == "opensearch" else "sparse_vector"
-            with engine_url(settings, engine, echo) as url:
+            types: dict[str, FieldType] = {"opensearch": "rank_features", "opensearch-impact": "impact"}
+            field_type = types.get(engine, "sparse_vector")
+            cluster = engine.split("-")[0]
+            with engine_url(settings, cluster, echo) as url:
                 started = time.monotonic()
-                backend = _engine_backend(engine, url, documents, field_type)
+                backend = _engine_backend(cluster, url, documents, field_type)
                 index_s = time.monotonic() - started
                 got = _search_all(backend, queries, k)
         search_s = time.monotonic() - started - index_s
-        report = compare(engine, queries, got, want, want_9bit, by_id, lucene_scored=engine != "anserini")
+        exact_engine = engine in ("anserini", "opensearch-impact")
+        report = compare(engine, queries, got, want, want_9bit, by_id, lucene_scored=not exact_engine)
         report.index_s, report.search_s = index_s, search_s
         echo(
             f"{engine}: {report.identical_top_k}/{report.queries} identical top-{k}, {len(report.mismatches)} "

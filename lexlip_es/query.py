@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lexlip_es.errors import EmptyQueryError, QueryError
-from lexlip_es.features import escape_feature
+from lexlip_es.features import escape_feature, escape_impact_token
 
 
 def _check_weights(weights: Mapping[str, float]) -> None:
@@ -53,8 +53,22 @@ def escaped_document(weights: Mapping[str, float]) -> dict[str, float]:
     return {escape_feature(t): w for t, w in weights.items()}
 
 
+def impact_query(field: str, weights: Mapping[str, float]) -> dict[str, Any]:
+    """A bool `should` of `term` clauses boosted by the query weights; an `impact` field's scripted similarity scores
+    each as boost x term frequency, so the sum is the exact dot product."""
+    _check_weights(weights)
+    return {
+        "bool": {
+            "should": [{"term": {field: {"value": escape_impact_token(t), "boost": w}}} for t, w in weights.items()]
+        }
+    }
+
+
 def lexicon_clause(flavor: str, field_type: str, field: str, weights: Mapping[str, float]) -> dict[str, Any]:
-    """The scoring clause for one lexicon field: rank_feature for `rank_features`, sparse_vector otherwise."""
+    """The scoring clause for one lexicon field: rank_feature for `rank_features`, term clauses for `impact`,
+    sparse_vector for `sparse_vector`."""
+    if field_type == "impact":
+        return impact_query(field, weights)
     if field_type == "sparse_vector":
         if flavor != "elasticsearch":
             raise QueryError("sparse_vector fields are an Elasticsearch feature; OpenSearch indices use rank_features")

@@ -87,7 +87,7 @@ class _LexSearchBase:
                     "queries never mix checkpoints"
                 )
         # One clause goes to the model filter; the caller's filters are few and counted by the engine.
-        limits = [self._max_query_terms, clause_limit - 1 if layout.field_type == "rank_features" else None]
+        limits = [self._max_query_terms, clause_limit - 1 if layout.field_type != "sparse_vector" else None]
         max_terms = min((x for x in limits if x is not None), default=None)
         return EngineQueries(self.flavor, self.index, layout, max_terms, self._tie_break, self._source, self._fast)
 
@@ -126,7 +126,7 @@ class LexSearch(_LexSearchBase):
     @property
     def backend(self) -> EngineBackend:
         if self._backend is None:
-            limit = max_clause_count(self.client) if self.layout.field_type == "rank_features" else 0
+            limit = max_clause_count(self.client) if self.layout.field_type != "sparse_vector" else 0
             self._backend = EngineBackend(self.client, self._queries(self.layout, limit))
         return self._backend
 
@@ -179,7 +179,7 @@ class AsyncLexSearch(_LexSearchBase):
         if self._backend is None:
             layout = await self.layout()
             limit = 0
-            if layout.field_type == "rank_features":
+            if layout.field_type != "sparse_vector":
                 with engine_errors("reading the cluster settings"):
                     settings = await self.client.cluster.get_settings(include_defaults=True, flat_settings=True)
                 limit = clause_limit_from(settings)

@@ -14,11 +14,18 @@ from typing import Any
 from lexlip_es.backends.base import Contribution, SearchHit, VectorBackend, check_vector, sort_hits
 from lexlip_es.clients import engine_errors, flavor_of
 from lexlip_es.errors import QueryError
-from lexlip_es.features import escape_feature, lucene_feature_value, unescape_feature
+from lexlip_es.features import (
+    escape_feature,
+    escape_impact_token,
+    lucene_feature_value,
+    parse_impact_text,
+    unescape_feature,
+)
 from lexlip_es.mapping import ID_FIELD, LEXICON_FIELDS, MODEL_FIELD, Flavor, LexiconLayout
 from lexlip_es.query import lexicon_clause, search_body
 
 _FEATURE_IN_EXPLANATION = re.compile(r"for the (\S+) feature")
+_TERM_IN_EXPLANATION = re.compile(r"^weight\(\S+?:(\S+) in \d+\)")
 
 
 def top_terms(vector: Mapping[str, float], k: int | None) -> dict[str, float]:
@@ -147,6 +154,12 @@ class EngineQueries:
     @staticmethod
     def from_source(hit: SearchHit) -> list[Contribution] | None:
         stored = hit.source.get(hit.field)
+        if isinstance(stored, str):  # an `impact` field: the engine scores the stored integers exactly
+            exact = {token: float(w) for token, w in parse_impact_text(stored).items()}
+            return sorted(
+                (Contribution(t, float(q), exact[t], exact[t]) for t, q in hit.query.items() if t in exact),
+                key=lambda c: (-c.score, c.token),
+            )
         if not isinstance(stored, Mapping):
             return None
         doc = {unescape_feature(name): float(w) for name, w in stored.items()}
@@ -163,11 +176,12 @@ class EngineQueries:
     @staticmethod
     def from_explanation(hit: SearchHit, explanation: Mapping[str, Any]) -> list[Contribution]:
         """Per-token scores from the engine's `_explain`: one detail per matched clause, named by its feature."""
-        by_name = {escape_feature(t): t for t in hit.query}
+        by_name = {escape_feature(t): t for t in hit.query} | {escape_impact_token(t): t for t in hit.query}
         details = explanation.get("details") or [explanation]
         out = []
         for detail in details:
-            match = _FEATURE_IN_EXPLANATION.search(str(detail.get("description", "")))
+            description = str(detail.get("description", ""))
+            match = _FEATURE_IN_EXPLANATION.search(description) or _TERM_IN_EXPLANATION.search(description)
             if not match or match.group(1) not in by_name:
                 continue
             token = by_name[match.group(1)]
