@@ -16,7 +16,7 @@ class DenseEncoder(TorchEncoderBase, TextEncoder, ImageEncoder):
     kind = "dense"
 
     def encode_texts(self, texts: Sequence[str]) -> list[npt.NDArray[np.float32]]:
-        return self._text_outputs(texts)
+        return list(self._text_outputs(texts))
 
     def encode_images(self, images: Sequence[ImageInput]) -> list[npt.NDArray[np.float32]]:
-        return self._image_outputs(images)
+        return list(self._image_outputs(images))

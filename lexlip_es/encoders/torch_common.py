@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -106,20 +106,24 @@ class TorchEncoderBase:
             return torch.autocast("cuda", dtype=dtype)
         return contextlib.nullcontext()
 
-    def _text_outputs(self, texts: Sequence[str]) -> list[np.ndarray]:
+    def _text_outputs(self, texts: Sequence[str]) -> Iterator[np.ndarray]:
+        """One output row per text, computed a batch at a time: only one batch of vocabulary-wide rows is alive."""
         texts = list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text at position {i} is a {type(text).__name__}, not a str")
-        outputs: list[np.ndarray] = []
-        with torch.inference_mode(), self._autocast():
-            for part in batches(len(texts), self.batch_size):
-                ids, mask = self.tokenizer(texts[part])
-                pooled = self.model.encode_text(
-                    torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
-                )
-                outputs.extend(pooled.float().cpu().numpy())
-        return outputs
+        return self._rows(len(texts), lambda part: self._encode_text_batch(texts[part]))
+
+    def _encode_text_batch(self, texts: list[str]) -> np.ndarray:
+        ids, mask = self.tokenizer(texts)
+        pooled = self.model.encode_text(torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device))
+        return np.asarray(pooled.float().cpu().numpy())
+
+    def _rows(self, n: int, run: Callable[[slice], np.ndarray]) -> Iterator[np.ndarray]:
+        for part in batches(n, self.batch_size):
+            with torch.inference_mode(), self._autocast():
+                out = run(part)
+            yield from out
 
     def image_tensor(self, images: Sequence[ImageInput], offset: int = 0) -> torch.Tensor:
         vision = self.config.vision
@@ -129,11 +133,12 @@ class TorchEncoderBase:
         ]
         return torch.from_numpy(np.stack(arrays))
 
-    def _image_outputs(self, images: Sequence[ImageInput]) -> list[np.ndarray]:
+    def _image_outputs(self, images: Sequence[ImageInput]) -> Iterator[np.ndarray]:
+        """One output row per image, a batch at a time (1M images never hold 1M vocabulary-wide rows)."""
         images = list(images)
-        outputs: list[np.ndarray] = []
-        with torch.inference_mode(), self._autocast():
-            for part in batches(len(images), self.batch_size):
-                pixels = self.image_tensor(images[part], offset=part.start).to(self.device)
-                outputs.extend(self.model.encode_image(pixels).float().cpu().numpy())
-        return outputs
+
+        def run(part: slice) -> np.ndarray:
+            pixels = self.image_tensor(images[part], offset=part.start).to(self.device)
+            return np.asarray(self.model.encode_image(pixels).float().cpu().numpy())
+
+        return self._rows(len(images), run)
