@@ -76,15 +76,43 @@ def corpus(n: int, queries: int, cache: Path) -> tuple[list[Any], list[Any], lis
     return pairs, chosen, [p.captions[0] for p in chosen], keys
 
 
-def encode_lexlip(checkpoint: Path, images: Sequence[str], texts: Sequence[str]) -> tuple[Vectors, Vectors, str]:
+CHUNK = 4096
+
+
+def write_jsonl_gz(path: Path, vectors: Vectors) -> None:
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        for v in vectors:
+            f.write(json.dumps(v, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def read_jsonl_gz(path: Path) -> Vectors:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def encode_lexlip(
+    checkpoint: Path, images: Sequence[str], texts: Sequence[str], parts: Path
+) -> tuple[Vectors, Vectors, str]:
+    """Image lexicons a chunk at a time, each chunk kept under `parts` as it is done: a run that is stopped resumes
+    where it was (a million images take about an hour on 2 cores)."""
     from lexlip_es.encoders.lexlip import LexLIPEncoder
 
     encoder = LexLIPEncoder.from_pretrained(checkpoint, batch_size=256)
     vocab = encoder.vocab
+    parts.mkdir(parents=True, exist_ok=True)
     docs: Vectors = []
-    for start in range(0, len(images), 4096):  # dicts only: a million SparseVectors would not fit beside them
-        chunk = encoder.encode_images(images[start : start + 4096], scale=100.0, top_k=128)
-        docs.extend(v.to_features(vocab, escape=False) for v in chunk)
+    for start in range(0, len(images), CHUNK):
+        part = parts / f"docs-{start:09d}.jsonl.gz"
+        if part.exists():
+            docs.extend(read_jsonl_gz(part))
+            continue
+        chunk = encoder.encode_images(images[start : start + CHUNK], scale=100.0, top_k=128)
+        vectors = [v.to_features(vocab, escape=False) for v in chunk]
+        write_jsonl_gz(part, vectors)
+        docs.extend(vectors)
+        print(f"  encoded {start + len(vectors):,} / {len(images):,} images", flush=True)
     queries = [v.to_features(vocab, escape=False) for v in encoder.encode_texts(texts, scale=100.0, top_k=48)]
     return docs, queries, str(encoder.model_id)
 
@@ -109,24 +137,19 @@ def encodings_cache(args: argparse.Namespace, cache_dir: Path) -> Path:
 
 def save_encodings(cache: Path, docs: Vectors, queries: Vectors, model_id: str, dense_docs: Any, dense_q: Any) -> None:
     cache.mkdir(parents=True, exist_ok=True)
-    for name, vectors in (("docs", docs), ("queries", queries)):
-        with gzip.open(cache / f"{name}.jsonl.gz", "wt", encoding="utf-8") as f:
-            for v in vectors:
-                f.write(json.dumps(v, ensure_ascii=False) + "\n")
+    write_jsonl_gz(cache / "docs.jsonl.gz", docs)
+    write_jsonl_gz(cache / "queries.jsonl.gz", queries)
     np.save(cache / "dense_docs.npy", dense_docs)
     np.save(cache / "dense_queries.npy", dense_q)
     (cache / "model_id").write_text(model_id)
     (cache / "done").touch()
+    shutil.rmtree(cache / "parts", ignore_errors=True)
 
 
 def load_encodings(cache: Path) -> tuple[Vectors, Vectors, str, Any, Any]:
-    def read(name: str) -> Vectors:
-        with gzip.open(cache / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
-            return [json.loads(line) for line in f]
-
     return (
-        read("docs"),
-        read("queries"),
+        read_jsonl_gz(cache / "docs.jsonl.gz"),
+        read_jsonl_gz(cache / "queries.jsonl.gz"),
         (cache / "model_id").read_text(),
         np.load(cache / "dense_docs.npy"),
         np.load(cache / "dense_queries.npy"),
@@ -286,6 +309,7 @@ def main() -> None:
     parser.add_argument("--fast", default="4:100,8:100,8:1000,16:1000", help="head terms:window pairs")
     parser.add_argument("--sparsify", default="64,32,16,12,8", help="document top-K rows ('' for none)")
     parser.add_argument("--heap-mb", type=int, default=2048)
+    parser.add_argument("--encode-only", action="store_true", help="encode and cache the corpus, measure nothing")
     parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-table2"))
     args = parser.parse_args()
     if not (args.lexlip / "config.json").exists() or not (args.dense / "config.json").exists():
@@ -310,12 +334,15 @@ def main() -> None:
         docs, queries, model_id, dense_docs, dense_queries = load_encodings(cache)
         step(f"load cached encodings from {cache}", clock)
     else:
-        docs, queries, model_id = encode_lexlip(args.lexlip, [p.image for p in pairs], texts)
+        docs, queries, model_id = encode_lexlip(args.lexlip, [p.image for p in pairs], texts, cache / "parts")
         step("encode LexLIP (images + queries)", clock)
         clock = time.monotonic()
         dense_docs, dense_queries = encode_dense(args.dense, [p.image for p in pairs], texts)
         step("encode dense twin", clock)
         save_encodings(cache, docs, queries, model_id, dense_docs, dense_queries)
+    if args.encode_only:
+        print(f"encodings cached in {cache}")
+        return
     rows = run_systems(args, settings, pairs, ids, relevant, texts, docs, queries, model_id, dense_docs, dense_queries)
     write_results(args, rows, model_id)
 

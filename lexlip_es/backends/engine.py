@@ -41,8 +41,8 @@ class FastMode:
     """Two-phase search in one request: the query's `terms` heaviest terms retrieve candidates, and a `rescore` over
     the best `window` of them adds the remaining terms, so every document in the window gets its exact full score.
     Documents that match none of the head terms are never candidates: that is the recall this mode trades.
-    Defaults from benchmarks/results/table2-100000.md: 16:1000 kept R@10 equal to exact with 0.90 top-10 overlap at
-    1.4x exact mode's QPS; 8:100 was 2x faster but found only 0.63 of the exact top 10."""
+    Defaults from benchmarks/results/table2-100000.md: 16:1000 kept R@10 equal to exact and 0.997 of the exact top 10
+    (equal scores counted as found) at 1.5x exact mode's QPS; 8:100 was 2.3x but found 0.68 of it."""
 
     terms: int = 16
     window: int = 1000
