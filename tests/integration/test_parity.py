@@ -35,12 +35,12 @@ def test_the_corpus_exercises_big_weights_and_odd_tokens(report: ParityReport) -
     assert 0 < report.weights_above_511 < report.weights / 100
 
 
-@pytest.mark.parametrize("engine", ["opensearch", "elasticsearch", "anserini"])
+@pytest.mark.parametrize("engine", ["opensearch", "opensearch-impact", "elasticsearch", "anserini"])
 def test_every_engine_agrees_with_the_exact_scorer(report: ParityReport, engine: str) -> None:
     (result,) = [e for e in report.engines if e.engine == engine]
     assert result.queries == 1_000
     assert result.unexplained == 0, result.mismatches[:5]
-    if engine == "anserini":  # integer impacts: exact everywhere, big weights included
+    if engine in ("anserini", "opensearch-impact"):  # integer impacts: exact everywhere, big weights included
         assert result.identical_scores == 1_000 and not result.mismatches
     else:  # Lucene's 9-bit weights: only queries whose top 10 touch a weight above 511 may differ
         assert result.identical_scores >= 1_000 - result.queries_matching_big_weights
@@ -64,7 +64,7 @@ def test_parity_cli_writes_a_report(tmp_path: Path, opensearch_url: str, elastic
     )
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "parity.json").read_text())
-    assert [e["engine"] for e in data["engines"]] == ["opensearch", "elasticsearch", "anserini"]
+    assert [e["engine"] for e in data["engines"]] == ["opensearch", "opensearch-impact", "elasticsearch", "anserini"]
     assert all(e["unexplained"] == 0 for e in data["engines"])
     assert "| opensearch | 50 |" in (tmp_path / "parity.md").read_text()
 
