@@ -19,10 +19,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lexlip_es.errors import LexlipError
 from lexlip_es.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.producer import Tally
+    from lexlip_es.encoders.lexlip import LexLIPEncoder
+    from lexlip_es.search import LexSearch
 
 INDEX = "lexlip-demo"
 KS = (1, 5, 10)
@@ -34,6 +39,16 @@ class DemoOptions:
     serve_seconds: float | None = None
     """None serves until interrupted; 0 skips the page (a run that only ingests and measures)."""
     batch_size: int = 32
+    ingest_timeout_s: float = 1800.0
+    """The ingest gives up (with an error) after this long instead of waiting forever for dead workers."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise LexlipError(f"the demo needs at least one Celery worker, got --workers {self.workers}")
+        if self.serve_seconds is not None and self.serve_seconds < 0:
+            raise LexlipError(f"--serve-seconds must be 0 or more, got {self.serve_seconds}")
+        if self.batch_size < 1:
+            raise LexlipError(f"batch size must be at least 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -103,8 +118,13 @@ def engines(settings: Settings, echo: Callable[[str], None]) -> Iterator[Setting
 
 
 def ingest(
-    settings: Settings, rows: Sequence[dict[str, Any]], checkpoint: Path, options: DemoOptions, workdir: Path
-) -> Any:
+    settings: Settings,
+    rows: Sequence[dict[str, Any]],
+    checkpoint: Path,
+    options: DemoOptions,
+    workdir: Path,
+    echo: Callable[[str], None] = print,
+) -> Tally:
     """The rows through `options.workers` Celery worker processes into INDEX (created fresh), with a progress bar."""
     from opensearchpy import OpenSearch
     from tqdm import tqdm
@@ -118,6 +138,7 @@ def ingest(
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     client = OpenSearch(settings.opensearch_url, timeout=60)
     if client.indices.exists(index=INDEX):
+        echo(f"replacing the index {INDEX!r} left by an earlier demo on {settings.opensearch_url}")
         client.indices.delete(index=INDEX)
     env = {
         **os.environ,
@@ -146,6 +167,7 @@ def ingest(
             checkpoint,
             batch_size=options.batch_size,
             options=IndexOptions(replicas=0),
+            timeout_s=options.ingest_timeout_s,
             on_progress=progress,
         )
         bar.close()
@@ -155,9 +177,10 @@ def ingest(
             worker.stop()
 
 
-def recall(search: Any, rows: Sequence[dict[str, Any]], encoder: Any) -> Recall:
+def recall(search: LexSearch, rows: Sequence[dict[str, Any]], encoder: LexLIPEncoder) -> Recall:
     """R@1/5/10 through the engine: every held-out caption against the image lexicons (relevant: its image), and
     every image's stored lexicon against the caption lexicons (relevant: the image's own captions)."""
+    from lexlip_es.features import stored_lexicon
     from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD
 
     started = time.monotonic()
@@ -173,7 +196,7 @@ def recall(search: Any, rows: Sequence[dict[str, Any]], encoder: Any) -> Recall:
     i2t = [0] * len(KS)
     sources = search.client.mget(index=search.index, body={"ids": [r["id"] for r in rows]})["docs"]
     for doc in sources:
-        lexicon = (doc.get("_source") or {}).get(IMAGE_FIELD) or {}
+        lexicon = stored_lexicon((doc.get("_source") or {}).get(IMAGE_FIELD))
         found = [h.id for h in search.search_vector(lexicon, depth, field=CAPTION_FIELD)] if lexicon else []
         for j, k in enumerate(KS):
             i2t[j] += doc["_id"] in found[:k]
@@ -189,9 +212,12 @@ def check_port(host: str, port: int) -> None:
     """Fail before the long steps when the page's port is taken."""
     import socket
 
+    if not 0 <= port <= 65535:
+        raise LexlipError(f"LEXLIP_DEMO_PORT must be between 0 and 65535, got {port}")
     if port == 0:
         return
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -218,7 +244,7 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
     checkpoint = demo_checkpoint(settings, data_json, echo)
     echo(f"model: {checkpoint}")
     with engines(settings, echo) as live, tempfile.TemporaryDirectory(prefix="lexlip-demo-") as work:
-        tally = ingest(live, rows, checkpoint, options, Path(work))
+        tally = ingest(live, rows, checkpoint, options, Path(work), echo)
         echo(tally.summary())
         if not tally.ok:
             for item_id, reason in sorted(tally.failed.items())[:5]:
@@ -242,7 +268,9 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         if options.serve_seconds is not None:
             import threading
 
-            threading.Timer(options.serve_seconds, lambda: setattr(server, "should_exit", True)).start()
+            timer = threading.Timer(options.serve_seconds, lambda: setattr(server, "should_exit", True))
+            timer.daemon = True
+            timer.start()
         echo(f"\nopen http://{settings.demo_host}:{port}/  (Ctrl-C stops the page, the workers and the engines)")
         echo(
             f'the same hits in a terminal: lexlip search "a red circle" --index {INDEX} '

@@ -55,6 +55,16 @@ def parse_impact_text(text: str) -> dict[str, int]:
     return out
 
 
+def stored_lexicon(value: object) -> dict[str, float]:
+    """A lexicon as an engine's `_source` holds it, keyed by vocabulary token: a `rank_features` object of escaped
+    names, or an `impact` field's `token|weight` text. Anything else (absent, excluded from `_source`) is empty."""
+    if isinstance(value, str):
+        return {token: float(weight) for token, weight in parse_impact_text(value).items()}
+    if isinstance(value, Mapping):
+        return {unescape_feature(str(name)): float(weight) for name, weight in value.items()}
+    return {}
+
+
 def lucene_feature_value(weight: float) -> float:
     """The value Lucene's FeatureField gives back for `weight`: the float with its low 15 mantissa bits cleared."""
     if not weight > 0:

@@ -11,15 +11,17 @@ from typing import Any
 
 from lexlip_es.clients import engine_errors, flavor_of
 from lexlip_es.errors import IndexNotFoundError, MappingError
-from lexlip_es.mapping import IndexOptions, LexiconLayout, index_body, template_body
+from lexlip_es.mapping import IndexOptions, LexiconLayout, check_field_type, index_body, template_body
 
 _NAME_UNSAFE = re.compile(r"[^a-z0-9_-]+")
 
 
 def create_index(client: Any, index: str, layout: LexiconLayout, options: IndexOptions | None = None) -> dict[str, Any]:
+    flavor = flavor_of(client)
+    check_field_type(flavor, layout)
     body = index_body(layout, options)
     with engine_errors(f"creating index {index!r}", index):
-        if flavor_of(client) == "opensearch":
+        if flavor == "opensearch":
             return dict(client.indices.create(index=index, body=body))
         return dict(client.indices.create(index=index, settings=body["settings"], mappings=body["mappings"]))
 
@@ -33,9 +35,11 @@ def put_template(
     priority: int = 100,
 ) -> dict[str, Any]:
     """A composable index template: indices created later under `patterns` get the LexLIP layout."""
+    flavor = flavor_of(client)
+    check_field_type(flavor, layout)
     body = template_body(patterns, layout, options, priority)
     with engine_errors(f"putting index template {name!r}"):
-        if flavor_of(client) == "opensearch":
+        if flavor == "opensearch":
             return dict(client.indices.put_index_template(name=name, body=body))
         return dict(
             client.indices.put_index_template(

@@ -79,6 +79,22 @@ class IndexOptions:
     """The caller's own field mappings (e.g. {"caption": {"type": "text"}}), added as given."""
 
 
+ENGINE_FIELD_TYPES: dict[Flavor, tuple[FieldType, ...]] = {
+    "opensearch": ("rank_features", "impact"),
+    "elasticsearch": ("sparse_vector", "rank_features"),
+}
+
+
+def check_field_type(flavor: Flavor, layout: LexiconLayout) -> None:
+    """Refuse, before any request, a field type the engine does not have: `impact` needs OpenSearch's
+    `delimited_term_freq` filter and scripted similarity; `sparse_vector` is Elasticsearch's."""
+    supported = ENGINE_FIELD_TYPES[flavor]
+    if layout.field_type not in supported:
+        raise MappingError(
+            f"field type {layout.field_type!r} is not available on {flavor}: use one of {', '.join(supported)}"
+        )
+
+
 def lexicon_properties(layout: LexiconLayout) -> dict[str, Any]:
     lexicon: dict[str, Any] = {"type": layout.field_type}
     if layout.field_type == "impact":

@@ -1,4 +1,5 @@
-"""Query bodies for sparse lexicon search: OpenSearch/Elasticsearch `rank_feature` and Elasticsearch `sparse_vector`."""
+"""Query bodies for sparse lexicon search: `rank_feature` clauses (OpenSearch, Elasticsearch), boosted `term` clauses
+for `impact` fields (OpenSearch) and Elasticsearch `sparse_vector`."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def run_smoke_demo(settings: Settings, echo: Callable[[str], None] = print) -> i
         echo(f"indexed {len(actions)} documents into OpenSearch index {INDEX!r}")
 
         anserini = Anserini(settings)
-        with tempfile.TemporaryDirectory(prefix="lexlip-demo-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="lexlip-smoke-") as tmp:
             anserini.index(corpus.documents.items(), Path(tmp) / "index")
             reference = anserini.search(Path(tmp) / "index", list(corpus.queries.items()), k=len(corpus.documents))
         echo(f"indexed the same documents into an Anserini impact index ({anserini.fatjar.name})")

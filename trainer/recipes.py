@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -52,7 +53,11 @@ class ShapesRecipe:
 
     def key(self) -> str:
         """A short name for this recipe's settings: checkpoints cached under it are reused only for the same recipe."""
-        return f"shapes-d{self.dense_steps}-s{self.sparse_steps}-b{self.batch_size}-lr{self.lr:g}"
+        key = f"shapes-d{self.dense_steps}-s{self.sparse_steps}-b{self.batch_size}-lr{self.lr:g}"
+        if self.extra:
+            digest = hashlib.sha256(json.dumps(self.extra, sort_keys=True, default=str).encode()).hexdigest()
+            key += f"-x{digest[:10]}"
+        return key
 
 
 def run_lexlip(*args: str) -> tuple[str, float]:

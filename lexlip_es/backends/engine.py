@@ -18,14 +18,20 @@ from lexlip_es.features import (
     escape_feature,
     escape_impact_token,
     lucene_feature_value,
-    parse_impact_text,
-    unescape_feature,
+    stored_lexicon,
 )
 from lexlip_es.mapping import ID_FIELD, LEXICON_FIELDS, MODEL_FIELD, Flavor, LexiconLayout
 from lexlip_es.query import lexicon_clause, search_body
 
 _FEATURE_IN_EXPLANATION = re.compile(r"for the (\S+) feature")
 _TERM_IN_EXPLANATION = re.compile(r"^weight\(\S+?:(\S+) in \d+\)")
+
+
+def _clause_name(explanation: Mapping[str, Any]) -> str | None:
+    """The feature (or impact term) an explanation node scores, None for any other node."""
+    description = str(explanation.get("description", ""))
+    match = _FEATURE_IN_EXPLANATION.search(description) or _TERM_IN_EXPLANATION.search(description)
+    return match.group(1) if match else None
 
 
 def top_terms(vector: Mapping[str, float], k: int | None) -> dict[str, float]:
@@ -154,17 +160,13 @@ class EngineQueries:
     @staticmethod
     def from_source(hit: SearchHit) -> list[Contribution] | None:
         stored = hit.source.get(hit.field)
-        if isinstance(stored, str):  # an `impact` field: the engine scores the stored integers exactly
-            exact = {token: float(w) for token, w in parse_impact_text(stored).items()}
-            return sorted(
-                (Contribution(t, float(q), exact[t], exact[t]) for t, q in hit.query.items() if t in exact),
-                key=lambda c: (-c.score, c.token),
-            )
-        if not isinstance(stored, Mapping):
+        if not isinstance(stored, str | Mapping):
             return None
-        doc = {unescape_feature(name): float(w) for name, w in stored.items()}
+        doc = stored_lexicon(stored)
+        # an `impact` field's engine scores the stored integers exactly; `rank_features` keeps 9 bits of each
+        engine_weight = (lambda w: w) if isinstance(stored, str) else lucene_feature_value
         out = [
-            Contribution(token, float(q), doc[token], lucene_feature_value(doc[token]))
+            Contribution(token, float(q), doc[token], engine_weight(doc[token]))
             for token, q in hit.query.items()
             if token in doc
         ]
@@ -177,14 +179,14 @@ class EngineQueries:
     def from_explanation(hit: SearchHit, explanation: Mapping[str, Any]) -> list[Contribution]:
         """Per-token scores from the engine's `_explain`: one detail per matched clause, named by its feature."""
         by_name = {escape_feature(t): t for t in hit.query} | {escape_impact_token(t): t for t in hit.query}
-        details = explanation.get("details") or [explanation]
+        # Lucene rewrites a one-clause bool query to the clause itself: then the top level is the one feature
+        details = [explanation] if _clause_name(explanation) else (explanation.get("details") or [])
         out = []
         for detail in details:
-            description = str(detail.get("description", ""))
-            match = _FEATURE_IN_EXPLANATION.search(description) or _TERM_IN_EXPLANATION.search(description)
-            if not match or match.group(1) not in by_name:
+            name = _clause_name(detail)
+            if name is None or name not in by_name:
                 continue
-            token = by_name[match.group(1)]
+            token = by_name[name]
             q = float(hit.query[token])
             engine_weight = float(detail["value"]) / q
             out.append(Contribution(token, q, engine_weight, engine_weight))

@@ -4,29 +4,46 @@ image's lexicon cloud. The browser only ever talks to this server; the server ta
     GET /?q=TEXT        images for a text, each with the tokens that matched and their contributions
     GET /?image=ID      captioned images for the image ID's lexicon (image to caption), with its lexicon cloud
     GET /lexicon/ID     an image's lexicon cloud
-    GET /images/ID      the image file, only from under `image_root`
+    GET /images/ID      the image file, only from under `image_root` (a relative path is taken from there)
     GET /api/search?q=  the text search as JSON
+    GET /healthz        {"status": "ok", "index": ...} without touching the engine
+
+Errors are pages (or JSON) with one line: 400 for a query the library refuses, 404 for an unknown image, 503 when
+the engine is unreachable or the index is missing or not made for this model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from lexlip_es.clients import error_detail, error_status, is_client_error, translate
-from lexlip_es.errors import EngineError, IndexNotFoundError, QueryError
+from lexlip_es.errors import LexlipError, QueryError
+from lexlip_es.features import stored_lexicon
 from lexlip_es.hits import HitView, hit_views
 from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD
 from lexlip_es.search import LexSearch
 from lexlip_es.web import render
 
+if TYPE_CHECKING:
+    import uvicorn
+
 
 class NotFound(LookupError):
     pass
+
+
+def failure(exc: Exception) -> tuple[str, int]:
+    """The one-line message and HTTP status for an error a route turns into a response."""
+    if isinstance(exc, NotFound):
+        return str(exc), 404
+    if isinstance(exc, QueryError):
+        return str(exc), 400
+    return f"the search engine could not answer: {exc}", 503
 
 
 def create_app(search: LexSearch, image_root: str | Path, *, k: int = 12, title: str = "lexlip-es demo") -> FastAPI:
@@ -61,12 +78,18 @@ def create_app(search: LexSearch, image_root: str | Path, *, k: int = 12, title:
     def text_search(q: str) -> list[HitView]:
         return hit_views(search, search.search_text(q, k=k))
 
+    def image_path(source: Mapping[str, Any]) -> Path:
+        path = Path(str(source.get("image") or ""))
+        return (path if path.is_absolute() else root / path).resolve()
+
     @app.get("/", response_class=HTMLResponse)
     def home(q: str | None = Query(None), image: str | None = Query(None)) -> HTMLResponse:
         try:
             if image is not None:
+                if not image.strip():
+                    raise QueryError("give the id of an image to search by")
                 source = document(image)
-                lexicon = source.get(IMAGE_FIELD) or {}
+                lexicon = stored_lexicon(source.get(IMAGE_FIELD))
                 if not lexicon:
                     return html_page(render.error(f"{image!r} has no stored image lexicon to search with"))
                 hits = search.search_vector(lexicon, k, field=CAPTION_FIELD)
@@ -77,33 +100,25 @@ def create_app(search: LexSearch, image_root: str | Path, *, k: int = 12, title:
             if q is None:
                 return html_page("<p class=meta>Type what you are looking for; click an image to search by it.</p>")
             return html_page(render.results(text_search(q), f"Images for {q!r}"), q)
-        except NotFound as exc:
-            return html_page(render.error(str(exc)), q or "", 404)
-        except QueryError as exc:
-            return html_page(render.error(str(exc)), q or "", 400)
-        except IndexNotFoundError as exc:
-            return html_page(render.error(str(exc)), q or "", 503)
-        except EngineError as exc:
-            return html_page(render.error(f"the search engine did not answer: {exc}"), q or "", 503)
+        except (NotFound, LexlipError) as exc:
+            message, status = failure(exc)
+            return html_page(render.error(message), q or "", status)
 
-    @app.get("/lexicon/{doc_id}", response_class=HTMLResponse)
+    @app.get("/lexicon/{doc_id:path}", response_class=HTMLResponse)
     def lexicon(doc_id: str) -> HTMLResponse:
         try:
             source = document(doc_id)
-        except NotFound as exc:
-            return html_page(render.error(str(exc)), status=404)
-        except EngineError as exc:
-            return html_page(render.error(f"the search engine did not answer: {exc}"), status=503)
-        return html_page(render.image_header(doc_id, source, source.get(IMAGE_FIELD) or {}))
+        except (NotFound, LexlipError) as exc:
+            message, status = failure(exc)
+            return html_page(render.error(message), status=status)
+        return html_page(render.image_header(doc_id, source, stored_lexicon(source.get(IMAGE_FIELD))))
 
-    @app.get("/images/{doc_id}")
+    @app.get("/images/{doc_id:path}")
     def image(doc_id: str) -> Response:
         try:
-            path = Path(str(document(doc_id).get("image") or "")).resolve()
-        except NotFound:
-            return Response(status_code=404)
-        except EngineError:
-            return Response(status_code=503)
+            path = image_path(document(doc_id))
+        except (NotFound, LexlipError) as exc:
+            return Response(status_code=failure(exc)[1])
         if not path.is_relative_to(root) or not path.is_file():
             return Response(status_code=404)
         return FileResponse(path)
@@ -112,10 +127,9 @@ def create_app(search: LexSearch, image_root: str | Path, *, k: int = 12, title:
     def api_search(q: str = Query(...)) -> JSONResponse:
         try:
             views = text_search(q)
-        except QueryError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        except EngineError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
+        except LexlipError as exc:
+            message, status = failure(exc)
+            return JSONResponse({"error": message}, status_code=status)
         return JSONResponse(
             {
                 "query": q,
@@ -139,7 +153,7 @@ def create_app(search: LexSearch, image_root: str | Path, *, k: int = 12, title:
     return app
 
 
-def serve(app: FastAPI, host: str, port: int) -> Any:
+def serve(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server for `app` (not yet started): `.run()` blocks; `.should_exit = True` stops it."""
     import uvicorn
 

@@ -45,4 +45,8 @@ def test_impact_scores_are_exact_dot_products_and_explain_sums_to_them(opensearc
         # fast mode: candidates only from the 3 heaviest terms, but each one with its exact full score
         assert all(h.score == dot(query, by_id[h.id]) for h in fast.search_vector(query, 10))
     assert big > 0, "no explained hit matched a weight above 511: the test would not show exactness"
+    token = max(docs[0][1], key=docs[0][1].__getitem__)
+    (hit,) = search.search_vector({token: 2}, 1)
+    (only,) = search.explain(hit)  # one term: Lucene explains the term query itself, not a sum
+    assert only.token == token and only.score == hit.score == 2 * max(v.get(token, 0) for _, v in docs)
     client.indices.delete(index=index)

@@ -8,7 +8,7 @@ from pathlib import Path
 from lexlip_es.encoders.base import checkpoint_model_id
 from lexlip_es.encoders.lexlip import LexLIPEncoder
 from trainer.data.shapes import generate_shapes
-from trainer.recipes import SHAPES_TOP_K_IMAGE, SHAPES_TOP_K_TEXT, ShapesRecipe, train_shapes
+from trainer.recipes import SHAPES_TOP_K_TEXT, ShapesRecipe, train_shapes
 
 
 def test_shapes_recipe_trains_both_stages_into_a_loadable_checkpoint(tmp_path: Path) -> None:
@@ -22,13 +22,3 @@ def test_shapes_recipe_trains_both_stages_into_a_loadable_checkpoint(tmp_path: P
     vector = encoder.encode_texts(["a red circle"], scale=100.0, top_k=SHAPES_TOP_K_TEXT)[0]
     assert 0 < len(vector.to_features(encoder.vocab)) <= SHAPES_TOP_K_TEXT
     assert (tmp_path / "run" / "dense" / "final" / "model.safetensors").exists()
-
-
-def test_recipe_settings_are_the_measured_ones() -> None:
-    recipe = ShapesRecipe()
-    assert recipe.dense_settings()["steps"] == 4500 and recipe.dense_settings()["kind"] == "dense"
-    sparse = recipe.sparse_settings()
-    assert sparse["steps"] == 1700 and "kind" not in sparse
-    assert sparse["losses"] == {"train_top_k_text": SHAPES_TOP_K_TEXT, "train_top_k_image": SHAPES_TOP_K_IMAGE}
-    assert recipe.key() == "shapes-d4500-s1700-b64-lr0.001"
-    assert ShapesRecipe(dense_steps=10).key() != recipe.key()

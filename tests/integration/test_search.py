@@ -135,6 +135,10 @@ def test_explain_uses_the_engine_when_lexicons_are_not_in_source(os_client: Open
         assert sum(c.score for c in contributions) == pytest.approx(hit.score, rel=1e-6)
         for c in contributions:
             assert c.score == pytest.approx(lucene_dot({c.token: c.query_weight}, {c.token: by_id[hit.id][c.token]}))
+    token = max(docs[5][1], key=docs[5][1].__getitem__)  # one term: Lucene explains the clause itself, not a sum
+    (hit,) = search.search_vector({token: 3}, k=1)
+    (only,) = search.explain(hit)
+    assert only.token == token and only.score == pytest.approx(hit.score, rel=1e-6)
 
 
 def test_query_terms_stay_under_the_clause_limit(os_client: OpenSearch) -> None:

@@ -192,3 +192,55 @@ def test_browser_runs_a_query_sees_images_tokens_and_searches_by_image(site: Sit
         assert browser.execute_script("return window.__xss === undefined")
     finally:
         browser.quit()
+
+
+def test_search_by_image_on_an_impact_index_with_dotted_tokens_and_slashed_ids(
+    opensearch_url: str, tmp_path: Path
+) -> None:
+    """Stored lexicons come back from `_source` escaped (rank_features) or as `token|weight` text (impact): searching
+    by an image must use its real tokens, and ids holding `/` must still reach their image and cloud."""
+    from fastapi.testclient import TestClient
+
+    encoder = LexLIPEncoder.from_config("tiny", seed=0)
+    rows = held_out(generate_shapes(tmp_path, 0, 0, 2, seed=6))
+    client = OpenSearch(opensearch_url, timeout=30)
+    index = "lexlip-web-impact"
+    if client.indices.exists(index=index):
+        client.indices.delete(index=index)
+    layout = LexiconLayout(encoder.model_id, field_type="impact")
+    create_index(client, index, layout, IndexOptions(replicas=0))
+    lexicon = {"u.s": 600, "50%": 200, "a|b": 90}
+    docs = [
+        LexiconDocument("set/one", image=lexicon, captions=lexicon, metadata={"image": rows[0]["image"]}),
+        LexiconDocument("set/two", image={"u.s": 5}, captions={"u.s": 5}, metadata={"image": rows[1]["image"]}),
+    ]
+    assert not BulkWriter(client, index, layout).write(docs).errors
+    client.indices.refresh(index=index)
+    try:
+        page = TestClient(create_app(LexSearch(client, index, text_encoder=encoder), tmp_path))
+        found = page.get("/", params={"image": "set/one"})
+        assert found.status_code == 200, found.text
+        assert [card.split('"')[0] for card in found.text.split('data-id="')[1:]] == ["set/one", "set/two"]
+        cloud = found.text[found.text.index("id=cloud") :]
+        for token in ("u.s", "50%", "a|b"):
+            assert f">{token}<" in cloud, token
+        assert "u%2Es" not in found.text and "%7C" not in cloud
+        assert page.get("/lexicon/set%2Fone").status_code == 200
+        image = page.get("/images/set%2Ftwo")
+        assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
+        assert page.get("/", params={"image": ""}).status_code == 400
+    finally:
+        client.indices.delete(index=index)
+
+
+def test_a_missing_index_is_a_503_with_its_name_not_a_stack_trace(opensearch_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    encoder = LexLIPEncoder.from_config("tiny", seed=0)
+    search = LexSearch(OpenSearch(opensearch_url, timeout=30), "lexlip-web-no-such-index", text_encoder=encoder)
+    page = TestClient(create_app(search, "."), raise_server_exceptions=False)
+    for path, params in [("/", {"q": QUERY}), ("/", {"image": "x"}), ("/lexicon/x", {}), ("/api/search", {"q": "red"})]:
+        response = page.get(path, params=params)
+        assert response.status_code == 503, (path, response.text)
+        assert "lexlip-web-no-such-index" in response.text and "Traceback" not in response.text
+    assert page.get("/images/x").status_code == 503

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lexlip_es.demo import check_port, held_out
+from lexlip_es.demo import DemoOptions, check_port, held_out
 from lexlip_es.errors import LexlipError
 from trainer.data.shapes import generate_shapes
 
@@ -27,3 +27,21 @@ def test_a_taken_port_fails_before_the_long_steps() -> None:
         with pytest.raises(LexlipError, match=f"127.0.0.1:{port}.*LEXLIP_DEMO_PORT"):
             check_port("127.0.0.1", port)
     check_port("127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"workers": 0}, "at least one Celery worker"),
+        ({"serve_seconds": -1}, "--serve-seconds must be 0 or more"),
+        ({"batch_size": 0}, "batch size must be at least 1"),
+    ],
+)
+def test_demo_options_are_checked_before_anything_starts(options: dict[str, float], message: str) -> None:
+    with pytest.raises(LexlipError, match=message):
+        DemoOptions(**options)  # type: ignore[arg-type]
+
+
+def test_a_port_out_of_range_is_refused() -> None:
+    with pytest.raises(LexlipError, match="between 0 and 65535"):
+        check_port("127.0.0.1", 70000)

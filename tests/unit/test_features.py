@@ -10,6 +10,7 @@ from lexlip_es.features import (
     escape_feature,
     lucene_dot,
     lucene_feature_value,
+    stored_lexicon,
     unescape_feature,
 )
 from lexlip_es.smoke import VOCABULARY
@@ -76,3 +77,9 @@ def test_dot_products() -> None:
     assert dot(d, q) == dot(q, d)
     assert lucene_dot(q, d) == 2 * 10 + 3 * 600
     assert dot(q, {"z": 1}) == 0
+
+
+def test_stored_lexicons_come_back_keyed_by_vocabulary_token() -> None:
+    assert stored_lexicon({"u%2Es": 601, "red": 3}) == {"u.s": 601.0, "red": 3.0}
+    assert stored_lexicon("u%2Es|601 a%7Cb|2 50%25|7") == {"u.s": 601.0, "a|b": 2.0, "50%": 7.0}
+    assert stored_lexicon(None) == {} and stored_lexicon([1, 2]) == {}

@@ -9,6 +9,7 @@ from lexlip_es.backends.engine import EngineQueries
 from lexlip_es.bulk import LexiconDocument, document_source
 from lexlip_es.errors import MappingError
 from lexlip_es.features import escape_impact_token, impact_text, parse_impact_text
+from lexlip_es.indices import create_index, put_template
 from lexlip_es.mapping import IMPACT_SETTINGS, LexiconLayout, index_body
 from lexlip_es.query import lexicon_clause
 
@@ -92,3 +93,19 @@ def test_contributions_from_the_engines_explanation() -> None:
     }
     found = EngineQueries.from_explanation(hit, explanation)
     assert [(c.token, c.engine_weight) for c in found] == [("u.s", 600.0), ("blue", 3.0)]
+
+
+@pytest.mark.parametrize(
+    "client_class, field_type",
+    [("elasticsearch.Elasticsearch", "impact"), ("opensearchpy.OpenSearch", "sparse_vector")],
+)
+def test_a_field_type_the_engine_lacks_is_refused_before_any_request(client_class: str, field_type: str) -> None:
+    import importlib
+
+    module, name = client_class.rsplit(".", 1)
+    client = getattr(importlib.import_module(module), name)("http://127.0.0.1:9")  # nothing listens: no request made
+    layout = LexiconLayout("m1", field_type=field_type)  # type: ignore[arg-type]
+    with pytest.raises(MappingError, match=f"{field_type!r} is not available"):
+        create_index(client, "images", layout)
+    with pytest.raises(MappingError, match=f"{field_type!r} is not available"):
+        put_template(client, "lexlip", ["images-*"], layout)

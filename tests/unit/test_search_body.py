@@ -225,3 +225,14 @@ def test_fast_mode_body_scores_head_terms_and_rescores_the_rest() -> None:
     assert "rescore" not in short and "sort" in short
     with pytest.raises(QueryError, match="fast mode needs"):
         FastMode(terms=0)
+
+
+def test_explanation_of_a_one_term_query_is_the_clause_itself() -> None:
+    hit = SearchHit("a", 0.0, {}, "images", "image_lexicon", {"u.s": 4})
+    explanation = {
+        "value": 12.0,
+        "description": "Linear function on the image_lexicon field for the u%2Es feature, computed as w * S from:",
+        "details": [{"value": 4.0, "description": "w, weight of this function"}, {"value": 3.0, "description": "S"}],
+    }
+    contributions = EngineQueries.from_explanation(hit, explanation)
+    assert [(c.token, c.engine_weight, c.score) for c in contributions] == [("u.s", 3.0, 12.0)]
