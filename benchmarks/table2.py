@@ -340,7 +340,8 @@ def main() -> None:
     )
     parser.add_argument("--heap-mb", type=int, default=2048)
     parser.add_argument("--encode-only", action="store_true", help="encode and cache the corpus, measure nothing")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-table2"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-table2"), help="working files (indices)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where table2-<N>.{md,json,png} go")
     args = parser.parse_args()
     if not (args.lexlip / "config.json").exists() or not (args.dense / "config.json").exists():
         print("no checkpoints: training them with benchmarks/train_shapes.py (about 20 minutes)", flush=True)
@@ -614,8 +615,8 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
     lines += ["", "Bytes by Lucene file kind (doc = postings, the weights as frequencies; fdt = stored fields):", ""]
     for system, files in FILES.items():
         lines.append(f"- {system}: " + ", ".join(f"{k} {v:,}" for k, v in files.items() if v >= 1024))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"table2-{args.n}"
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / f"table2-{args.n}"
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     stem.with_suffix(".json").write_text(

@@ -22,7 +22,7 @@ from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from lexlip_es.clients import error_detail, error_status, is_client_error, translate
-from lexlip_es.errors import LexlipError, QueryError
+from lexlip_es.errors import EngineError, LexlipError, QueryError
 from lexlip_es.features import stored_lexicon
 from lexlip_es.hits import HitView, hit_views
 from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD
@@ -43,7 +43,9 @@ def failure(exc: Exception) -> tuple[str, int]:
         return str(exc), 404
     if isinstance(exc, QueryError):
         return str(exc), 400
-    return f"the search engine could not answer: {exc}", 503
+    if isinstance(exc, EngineError):
+        return f"the search engine could not answer: {exc}", 503
+    return str(exc), 503  # a missing index, or one not made for this model: the server's setup, not the request
 
 
 def create_app(search: LexSearch, image_root: str | Path, *, k: int = 12, title: str = "lexlip-es demo") -> FastAPI:
