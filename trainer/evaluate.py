@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lexlip_es.grounding import grounding_at_k
 from lexlip_es.sparse import SparseVector
 from trainer.data.datasets import Pair
 
@@ -77,7 +78,34 @@ def evaluate_sparse(
     result = retrieval_metrics(sparse_matrix(images, size), sparse_matrix(texts, size), owner)
     result["mean_nnz_image"] = float(np.mean([v.nnz for v in images]))
     result["mean_nnz_text"] = float(np.mean([v.nnz for v in texts]))
+    result.update(grounding(encoder.tokenizer, images, texts, captions, owner))
     return result
+
+
+def caption_pieces(tokenizer: Any, captions: Sequence[str]) -> list[set[int]]:
+    """The WordPiece ids of each caption (padding left out)."""
+    ids, mask = tokenizer(list(captions))
+    return [set(row[m.astype(bool)].tolist()) for row, m in zip(ids, mask, strict=True)]
+
+
+def grounding(
+    tokenizer: Any,
+    images: Sequence[SparseVector],
+    texts: Sequence[SparseVector],
+    captions: Sequence[str],
+    owner: Sequence[int],
+    k: int = 10,
+) -> dict[str, float]:
+    """grounding@k: images against the pieces of all their captions, captions against their own pieces."""
+    pieces = caption_pieces(tokenizer, captions)
+    per_image: list[set[int]] = [set() for _ in images]
+    for caption, image in enumerate(owner):
+        per_image[image] |= pieces[caption]
+    vocab = tokenizer.vocab
+    return {
+        f"grounding@{k}_image": grounding_at_k(images, per_image, vocab, k),
+        f"grounding@{k}_caption": grounding_at_k(texts, pieces, vocab, k),
+    }
 
 
 def evaluate_dense(encoder: Any, pairs: Sequence[Pair]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from lexlip_es.errors import LexlipError
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images
 from trainer.objectives import PHASES, DenseObjective, LossConfig, Pretrainer
 from trainer.state import load_state, save_state
+from trainer.vocabulary import ActiveVocabulary
 
 LAST = "last"
 FINAL = "final"
@@ -54,6 +55,9 @@ class TrainConfig:
     kind: str = "lexlip"  # "dense" trains the dense twin with the same loop, data and budget
     init_backbones: str | None = None  # a dense-twin checkpoint whose towers start this LexLIP model
     stop_after: int | None = None  # end this run at that step (checkpointed) and resume later: time-boxed training
+    max_seconds: float | None = None  # a wall-time budget: the schedule runs on max(step/steps, time/budget)
+    threads: int | None = None  # torch CPU threads (fixed for reproducible figures); None keeps torch's default
+    label: str | None = None  # what the progress bar calls this run (e.g. "stage 1/2 dense twin")
     losses: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -119,6 +123,8 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     """Run (or resume) a training phase; returns the folder of the final checkpoint (LexLIPEncoder format)."""
     losses = config.loss_config()
     rank, world = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed + rank)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,13 +145,17 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     if config.kind == "dense":
         pretrainer = DenseObjective(encoder.model, losses.temperature).to(device)
     else:
-        pretrainer = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids()).to(device)
+        pretrainer = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids(), config.steps)
+        pretrainer = pretrainer.to(device)
     pretrainer.train()
     params = [p for p in pretrainer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(1, int(config.warmup * config.steps))
 
-    def lr_factor(step: int) -> float:
+    def lr_factor(step: int, elapsed: float = 0.0) -> float:
+        """Linear warm-up then linear decay over the run's progress: steps done, or the time budget spent."""
+        if config.max_seconds:
+            step = max(step, int(config.steps * min(1.0, elapsed / config.max_seconds)))
         if step < warmup:
             return (step + 1) / warmup
         return max(0.0, (config.steps - step) / max(1, config.steps - warmup))
@@ -159,6 +169,11 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
         echo(f"skipped {bank.skipped.skipped} unusable image(s), e.g. {bank.skipped.reasons[0]}")
     if len(bank.captions) < config.batch_size * world:
         raise TrainingError(f"{len(bank.captions)} images cannot fill one batch of {config.batch_size} x {world}")
+    active = (
+        ActiveVocabulary(bank.captions, encoder.tokenizer, losses.negatives) if losses.negatives is not None else None
+    )
+    if active is not None and rank == 0:
+        echo(f"active vocabulary: {len(active)} caption tokens + {active.negatives} sampled negatives a step")
 
     step, epoch, batch_in_epoch = 0, 0, 0
     if (out / LAST / "training_state.json").exists():
@@ -179,11 +194,12 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     if config.progress and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.steps, initial=step, desc=config.phase, dynamic_ncols=True)
+        bar = tqdm(total=config.steps, initial=step, desc=config.label or config.phase, dynamic_ncols=True)
     started, images_seen = time.monotonic(), 0
     batches, picks = _batch_indices(len(bank.captions), config.batch_size, config.seed, epoch, rank, world)
     try:
         stop = min(config.steps, config.stop_after or config.steps)
+        budget_spent = False
         while step < stop:
             optimizer.zero_grad(set_to_none=True)
             logged: dict[str, float] = {}
@@ -199,9 +215,10 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
                 ids, mask = encoder.tokenizer(texts)
                 pixels = torch.from_numpy(normalize(bank.pixels[index], vision.mean, vision.std)).to(device)
                 generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
+                targets = active.targets(index, ids, mask, generator).to(device) if active is not None else None
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     result = runner(
-                        pixels, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), generator
+                        pixels, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), generator, targets
                     )
                 scaler.scale(result["loss"] / config.grad_accum).backward()
                 for key, value in result.items():
@@ -214,16 +231,18 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
             pretrainer.momentum_update()
             step += 1
             pretrainer.step.fill_(step)
+            elapsed = time.monotonic() - started
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(step)
+                group["lr"] = config.lr * lr_factor(step, elapsed)
+            if config.max_seconds and elapsed >= config.max_seconds and step < config.steps:
+                stop, budget_spent = step, True  # the time budget is spent: this step is the last
             if not math.isfinite(logged["loss"]):
                 raise TrainingError(f"loss became {logged['loss']} at step {step}; lower the learning rate")
             if rank == 0:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items()})
-                if step % config.log_every == 0 or step == config.steps:
-                    elapsed = time.monotonic() - started
+                if step % config.log_every == 0 or step == stop:
                     row = {
                         "step": step,
                         "epoch": epoch,
@@ -241,7 +260,7 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
         if bar is not None:
             bar.close()
     final = out / FINAL
-    if step < config.steps:
+    if step < config.steps and not budget_spent:
         return out / LAST
     if rank == 0:
         encoder.save_pretrained(final)

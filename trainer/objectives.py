@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lexlip_es.model import LexLIPModel
+from lexlip_es.model import LexLIPModel, sparse_pool
+from lexlip_es.model.lexlip import vocabulary_logits
 from trainer.masking import IGNORE, WholeWordMasker
+from trainer.vocabulary import LexiconTargets
 
 
 @dataclass
@@ -39,6 +41,20 @@ class LossConfig:
     queue_top_k: int = 256
     train_top_k_text: int | None = None
     train_top_k_image: int | None = None
+    negatives: int | None = None
+    """None: every loss scores the whole vocabulary (the paper's). N: the active vocabulary, i.e. the training
+    captions' tokens plus N negatives sampled afresh each step (trainer/vocabulary.py); a training-time saving only."""
+    image_words: float = 0.0
+    """Weight of the image bag-of-words loss: binary cross-entropy of the image's max-pooled logits against the
+    content words of all its captions (grounds the image lexicon in the words people use for it)."""
+    image_weights: float = 0.0
+    """Weight of the regression of the image lexicon onto the BM25 weights of its caption document (squared error
+    over content columns): teaches how much each word says about the image, not only whether it applies."""
+    caption_words: float = 0.0
+    """Weight of the same loss for the caption lexicon against its own content words."""
+    own_tokens: float = 0.0
+    """Fraction of the steps (from the start) during which a caption's lexicon is cut to its own tokens (STAIR's
+    first stage: the image side must predict the caption's words); 1.0 keeps the cut for the whole run."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LossConfig:
@@ -47,6 +63,17 @@ class LossConfig:
         if unknown:
             raise ValueError(f"unknown loss settings: {sorted(unknown)}")
         return cls(**data)
+
+    def __post_init__(self) -> None:
+        grounded = self.image_words > 0 or self.image_weights > 0 or self.caption_words > 0 or self.own_tokens > 0
+        if grounded and self.negatives is None:
+            raise ValueError("the bag-of-words losses and own_tokens need the active vocabulary (set negatives)")
+        if self.momentum and self.negatives is not None:
+            raise ValueError("phase 2's momentum queues score the whole vocabulary: leave negatives unset there")
+
+    @property
+    def active_vocabulary(self) -> bool:
+        return self.negatives is not None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +94,12 @@ def flops(p: torch.Tensor) -> torch.Tensor:
 def quantized_nnz(p: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
     """Mean number of weights that survive floor(scale * p) > 0: what an index would store."""
     return (torch.floor(scale * p) > 0).sum(-1).float().mean()
+
+
+def words_loss(pooled: torch.Tensor, wanted: torch.Tensor, targets: LexiconTargets) -> torch.Tensor:
+    """Binary cross-entropy of max-pooled logits (B x A) against 0/1 word targets, over content columns only."""
+    loss = F.binary_cross_entropy_with_logits(pooled, wanted, reduction="none") * targets.content
+    return loss.sum() / (targets.content.sum() * pooled.shape[0]).clamp(min=1.0)
 
 
 def keep_top_k(p: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -91,10 +124,18 @@ class WeakDecoder(nn.Module):
 class Pretrainer(nn.Module):
     """Wraps a LexLIPModel with the decoders, masking, momentum encoders and queues; `forward` returns the losses."""
 
-    def __init__(self, model: LexLIPModel, losses: LossConfig, tokens: list[str], special_ids: list[int]) -> None:
+    def __init__(
+        self,
+        model: LexLIPModel,
+        losses: LossConfig,
+        tokens: list[str],
+        special_ids: list[int],
+        total_steps: int = 1,
+    ) -> None:
         super().__init__()
         self.model = model
         self.losses = losses
+        self.total_steps = total_steps
         hidden = model.text.config.hidden_size
         heads = model.text.config.num_attention_heads
         self.masker = WholeWordMasker(tokens, special_ids, tokens.index("[MASK]"))
@@ -131,22 +172,33 @@ class Pretrainer(nn.Module):
         p = keep_top_k(p, k)
         return F.normalize(p, dim=-1) if self.losses.normalize else p
 
-    def bottleneck(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """b = softmax(maxpool(logits)) @ stopgrad(W_te): a continuous bag of words (B x hidden)."""
+    def bottleneck(
+        self, logits: torch.Tensor, mask: torch.Tensor | None, columns: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """b = softmax(maxpool(logits)) @ stopgrad(W_te): a continuous bag of words (B x hidden); over the step's
+        columns only when training on the active vocabulary."""
         if mask is not None:
             logits = logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
         weights = torch.softmax(logits.amax(dim=1), dim=-1)
         embeddings: torch.Tensor = self.model.text.bert.embeddings.word_embeddings.weight
+        if columns is not None:
+            embeddings = embeddings[columns]
         return weights @ embeddings.detach()
 
     def _decode(
-        self, decoder: WeakDecoder, b: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
+        self,
+        decoder: WeakDecoder,
+        b: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        labels: torch.Tensor,
+        columns: torch.Tensor | None,
     ) -> torch.Tensor:
         embeddings = self.model.text.bert.embeddings(input_ids=ids)
         embeddings = torch.cat([b.unsqueeze(1), embeddings[:, 1:]], dim=1)  # b replaces [CLS]
         hidden = decoder(embeddings, padding=~mask.bool())
         scored = labels != IGNORE  # the vocabulary head only where there is something to predict
-        logits: torch.Tensor = self.model.text.cls(hidden[scored])
+        logits = vocabulary_logits(self.model.text.cls.predictions, hidden[scored], columns)
         return F.cross_entropy(logits, labels[scored])
 
     def _flops_weight(self) -> float:
@@ -155,52 +207,123 @@ class Pretrainer(nn.Module):
             return self.losses.flops_lambda
         return self.losses.flops_lambda * min(1.0, (float(self.step) / warm) ** 2)
 
-    # --- forward --------------------------------------------------------------------------------------------------
-    def forward(
-        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+    def _mlm_terms(
+        self,
+        image_logits: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        generator: torch.Generator | None,
+        columns: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
-        cfg, model = self.losses, self.model
-        terms: dict[str, torch.Tensor] = {}
-        image_logits = model.image_logits(pixels)
-        p_image = model.sparse_from_logits(image_logits, None)
-        need_masked = cfg.self_mlm or cfg.text_mlm
-        if need_masked:
+        """Self-MLM on the masked caption and the two bottleneck MLMs (labels as columns when columns are given)."""
+        cfg, terms = self.losses, {}
+        if not (cfg.self_mlm or cfg.text_mlm or cfg.image_mlm):
+            return terms
+        column_of = None
+        if columns is not None:
+            column_of = torch.full((self.model.vocab_mask.numel(),), IGNORE, dtype=torch.long, device=ids.device)
+            column_of[columns] = torch.arange(columns.numel(), device=ids.device)
+
+        def relabel(labels: torch.Tensor) -> torch.Tensor:
+            if column_of is None:
+                return labels
+            return torch.where(labels == IGNORE, labels, column_of[labels.clamp(min=0)])
+
+        masked_logits = None
+        if cfg.self_mlm or cfg.text_mlm:
             enc_ids, enc_labels = self.masker(ids.cpu(), cfg.encoder_mask_rate, generator)
-            enc_ids, enc_labels = enc_ids.to(ids.device), enc_labels.to(ids.device)
-            masked_logits = model.text_logits(enc_ids, mask)
+            enc_ids, enc_labels = enc_ids.to(ids.device), relabel(enc_labels.to(ids.device))
+            masked_logits = self.model.text_logits(enc_ids, mask, columns)
             if cfg.self_mlm:
                 terms["self_mlm"] = F.cross_entropy(
                     masked_logits.flatten(0, 1), enc_labels.flatten(), ignore_index=IGNORE
                 )
         if cfg.image_mlm or cfg.text_mlm:
             dec_ids, dec_labels = self.masker(ids.cpu(), cfg.decoder_mask_rate, generator)
-            dec_ids, dec_labels = dec_ids.to(ids.device), dec_labels.to(ids.device)
+            dec_ids, dec_labels = dec_ids.to(ids.device), relabel(dec_labels.to(ids.device))
             if cfg.image_mlm and self.image_decoder is not None:
-                b = self.bottleneck(image_logits, None)
-                terms["image_mlm"] = self._decode(self.image_decoder, b, dec_ids, mask, dec_labels)
-            if cfg.text_mlm and self.text_decoder is not None:
-                b = self.bottleneck(masked_logits, mask)
-                terms["text_mlm"] = self._decode(self.text_decoder, b, dec_ids, mask, dec_labels)
-        p_text = model.encode_text(ids, mask) if (cfg.contrastive or cfg.momentum) else None
+                b = self.bottleneck(image_logits, None, columns)
+                terms["image_mlm"] = self._decode(self.image_decoder, b, dec_ids, mask, dec_labels, columns)
+            if cfg.text_mlm and self.text_decoder is not None and masked_logits is not None:
+                b = self.bottleneck(masked_logits, mask, columns)
+                terms["text_mlm"] = self._decode(self.text_decoder, b, dec_ids, mask, dec_labels, columns)
+        return terms
+
+    def _word_terms(
+        self,
+        image_logits: torch.Tensor,
+        p_image: torch.Tensor,
+        text_logits: torch.Tensor,
+        mask: torch.Tensor,
+        targets: LexiconTargets,
+    ) -> dict[str, torch.Tensor]:
+        """Bag-of-words grounding: each side's max-pooled logits against the words it should hold, and the image
+        lexicon's weights against the BM25 weights of its captions."""
+        cfg, terms = self.losses, {}
+        if cfg.image_words > 0:
+            terms["image_words"] = cfg.image_words * words_loss(image_logits.amax(dim=1), targets.image_words, targets)
+        if cfg.image_weights > 0:
+            error = (p_image - targets.image_weights) ** 2 * targets.content
+            terms["image_weights"] = cfg.image_weights * error.sum(dim=1).mean()
+        if cfg.caption_words > 0:
+            pooled = text_logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
+            terms["caption_words"] = cfg.caption_words * words_loss(pooled, targets.own_words, targets)
+        return terms
+
+    def _restricted(self) -> bool:
+        return float(self.step) < self.losses.own_tokens * self.total_steps
+
+    # --- forward --------------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        pixels: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        generator: torch.Generator | None = None,
+        targets: LexiconTargets | None = None,
+    ) -> dict[str, torch.Tensor]:
+        cfg, model = self.losses, self.model
+        if cfg.active_vocabulary and targets is None:
+            raise ValueError("this objective trains on the active vocabulary: pass the step's LexiconTargets")
+        columns = targets.columns if targets is not None else None
+        vocab_mask = model.vocab_mask if columns is None else model.vocab_mask[columns]
+        image_logits = model.image_logits(pixels, columns)
+        p_image = sparse_pool(image_logits, None, vocab_mask)
+        terms = self._mlm_terms(image_logits, ids, mask, generator, columns)
         stats: dict[str, torch.Tensor] = {}
-        if p_text is not None:
-            v_image = self._vector(p_image, cfg.train_top_k_image)
-            v_text = self._vector(p_text, cfg.train_top_k_text)
-            if cfg.contrastive:
-                scores = v_image @ v_text.T / cfg.temperature
-                target = torch.arange(scores.shape[0], device=scores.device)
-                terms["contrastive"] = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
-            if cfg.momentum:
-                terms["momentum"] = self._momentum_loss(v_image, v_text, pixels, ids, mask)
-            weight = self._flops_weight()
-            if weight > 0:
-                terms["flops"] = weight * (flops(v_image) + flops(v_text))
+        if cfg.contrastive or cfg.momentum or cfg.caption_words > 0:
+            text_logits = model.text_logits(ids, mask, columns)
+            p_text = sparse_pool(text_logits, mask, vocab_mask)
+            if targets is not None:
+                terms.update(self._word_terms(image_logits, p_image, text_logits, mask, targets))
+                if self._restricted():
+                    p_text = p_text * targets.own_words
+            terms.update(self._contrastive_terms(p_image, p_text, pixels, ids, mask))
             with torch.no_grad():
                 stats["nnz_image"] = quantized_nnz(keep_top_k(p_image, cfg.train_top_k_image))
                 stats["nnz_text"] = quantized_nnz(keep_top_k(p_text, cfg.train_top_k_text))
+        elif targets is not None:
+            terms.update(self._word_terms(image_logits, p_image, image_logits[:, :0], mask, targets))
         if not terms:
             raise ValueError("every loss term is switched off: nothing to train")
         return {"loss": torch.stack(list(terms.values())).sum(), **terms, **stats}
+
+    def _contrastive_terms(
+        self, p_image: torch.Tensor, p_text: torch.Tensor, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        cfg, terms = self.losses, {}
+        v_image = self._vector(p_image, cfg.train_top_k_image)
+        v_text = self._vector(p_text, cfg.train_top_k_text)
+        if cfg.contrastive:
+            scores = v_image @ v_text.T / cfg.temperature
+            target = torch.arange(scores.shape[0], device=scores.device)
+            terms["contrastive"] = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+        if cfg.momentum:
+            terms["momentum"] = self._momentum_loss(v_image, v_text, pixels, ids, mask)
+        weight = self._flops_weight()
+        if weight > 0:
+            terms["flops"] = weight * (flops(v_image) + flops(v_text))
+        return terms
 
     # --- phase 2 --------------------------------------------------------------------------------------------------
     def _keys(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,7 +392,12 @@ class DenseObjective(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def forward(
-        self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        pixels: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        generator: torch.Generator | None = None,
+        targets: LexiconTargets | None = None,
     ) -> dict[str, torch.Tensor]:
         scores = self.model.encode_image(pixels) @ self.model.encode_text(ids, mask).T / self.temperature
         target = torch.arange(scores.shape[0], device=scores.device)

@@ -14,6 +14,8 @@ CONFIG_FILE = "config.json"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KINDS = ("lexlip", "dense")
+HEADS = ("mlm", "linear")
+POS_INITS = (None, "sincos")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,12 @@ class VisionConfig:
     weights: str | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    pos_init: str | None = None
+    """"sincos": start a ViT's position embeddings as fixed-frequency 2-D sines (trainable); None keeps timm's."""
+
+    def __post_init__(self) -> None:
+        if self.pos_init not in POS_INITS:
+            raise ValueError(f"pos_init must be one of {POS_INITS}, got {self.pos_init!r}")
 
 
 @dataclass(frozen=True)
@@ -41,11 +49,19 @@ class LexLIPConfig:
     tokenizer: str
     dense_dim: int = 256
     kind: str = "lexlip"
+    head: str = "mlm"
+    """The vocabulary heads: "mlm" = BERT's (dense + GELU + LayerNorm, then the decoder); "linear" = the decoder
+    straight on the towers' features (random towers learn their words much faster without the transform)."""
+    head_bias: float | None = None
+    """Start every vocabulary logit's bias here (e.g. -2: every token off until training turns it on, so tokens a
+    training run never scores stay out of every lexicon). None keeps the MLM head's own bias."""
     comment: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LexLIPConfig:
@@ -60,6 +76,8 @@ class LexLIPConfig:
             tokenizer=data["tokenizer"],
             dense_dim=data.get("dense_dim", 256),
             kind=data.get("kind", "lexlip"),
+            head=data.get("head", "mlm"),
+            head_bias=data.get("head_bias"),
             comment=data.get("comment", ""),
         )
 

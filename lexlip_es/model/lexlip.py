@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lexlip_es.model.config import LexLIPConfig
@@ -22,6 +23,15 @@ def sparse_pool(logits: torch.Tensor, mask: torch.Tensor | None, vocab_mask: tor
     return torch.log1p(activated.amax(dim=1)) * vocab_mask.to(activated.dtype)
 
 
+def vocabulary_logits(head: Any, hidden: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+    """A BERT LM prediction head (transform, then decoder) over all of the vocabulary, or only over `columns`: the
+    same numbers for those ids at a fraction of the cost (the decoder is most of a LexLIP step)."""
+    features = head.transform(hidden)
+    if columns is None:
+        return F.linear(features, head.decoder.weight, head.bias)
+    return F.linear(features, head.decoder.weight[columns], head.bias[columns])
+
+
 class LexLIPModel(nn.Module):
     def __init__(
         self,
@@ -34,6 +44,11 @@ class LexLIPModel(nn.Module):
         super().__init__()
         self.config = config
         self.text: Any = build_text_mlm(config.text, vocab_size, text_weights)
+        if config.head == "linear":
+            self.text.cls.predictions.transform = nn.Identity()
+        if config.head_bias is not None:
+            with torch.no_grad():
+                self.text.cls.predictions.bias.fill_(config.head_bias)
         self.visual: Any = build_visual(config.vision, vision_weights)
         hidden = self.text.config.hidden_size
         width = visual_width(self.visual)
@@ -46,12 +61,19 @@ class LexLIPModel(nn.Module):
         self.vocab_mask: torch.Tensor
         self.register_buffer("vocab_mask", vocab_mask, persistent=False)
 
-    def text_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.text(input_ids=input_ids, attention_mask=attention_mask).logits  # type: ignore[no-any-return]
+    def text_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, columns: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """B x L x V logits, or B x L x len(columns) for those vocabulary ids only (training's active vocabulary)."""
+        hidden = self.text.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return vocabulary_logits(self.text.cls.predictions, hidden, columns)
 
-    def image_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        tokens = self.visual.forward_features(pixel_values)  # B x positions x width
-        return self.visual_head(self.visual_proj(tokens))  # type: ignore[no-any-return]
+    def image_logits(self, pixel_values: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+        """B x positions x V logits (or x len(columns)); a CNN's feature-map cells are its positions."""
+        tokens = self.visual.forward_features(pixel_values)
+        if tokens.ndim == 4:  # B x C x H x W -> B x HW x C
+            tokens = tokens.flatten(2).transpose(1, 2)
+        return vocabulary_logits(self.visual_head, self.visual_proj(tokens), columns)
 
     def sparse_from_logits(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return sparse_pool(logits, mask, self.vocab_mask)

@@ -18,6 +18,8 @@ def build_visual(cfg: VisionConfig, weights: str | None = None) -> Any:
     import timm
 
     model = timm.create_model(cfg.timm_name, pretrained=False, num_classes=0, img_size=cfg.image_size, **cfg.kwargs)
+    if cfg.pos_init == "sincos":
+        _sincos_positions(model)
     source = weights or cfg.weights
     if source:
         path = resolve_source(source)
@@ -27,6 +29,26 @@ def build_visual(cfg: VisionConfig, weights: str | None = None) -> Any:
         if [k for k in missing if not k.startswith("head")]:
             raise ValueError(f"{path} lacks vision weights: {missing[:5]}...")
     return model
+
+
+def _sincos_positions(model: Any) -> None:
+    """Fill a ViT's patch position embeddings with 2-D sines and cosines (rows in the first half of the width,
+    columns in the second), as MAE does; the class token's slot keeps its init. They stay trainable."""
+    table = getattr(model, "pos_embed", None)
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    if table is None or grid is None:
+        raise ValueError(f"pos_init 'sincos' needs a ViT with pos_embed and patch_embed.grid_size, not {type(model)}")
+    rows, cols = int(grid[0]), int(grid[1])
+    width = table.shape[-1]
+    if width % 4:
+        raise ValueError(f"pos_init 'sincos' needs a width divisible by 4, got {width}")
+    quarter = width // 4
+    frequencies = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32), indexing="ij")
+    y, x = ys.flatten()[:, None] * frequencies, xs.flatten()[:, None] * frequencies
+    sines = torch.cat([torch.sin(y), torch.cos(y), torch.sin(x), torch.cos(x)], dim=1)
+    with torch.no_grad():
+        table[0, table.shape[1] - rows * cols :] = sines
 
 
 def visual_width(model: Any) -> int:

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from trainer.recipes import SHAPES_TOP_K_IMAGE, SHAPES_TOP_K_TEXT, ShapesRecipe
+from trainer.loop import TrainConfig
+from trainer.recipes import ShapesRecipe
 
 
 def test_recipe_settings_are_the_measured_ones() -> None:
     recipe = ShapesRecipe()
-    assert recipe.dense_settings()["steps"] == 4500 and recipe.dense_settings()["kind"] == "dense"
-    sparse = recipe.sparse_settings()
-    assert sparse["steps"] == 1700 and "kind" not in sparse
-    assert sparse["losses"] == {"train_top_k_text": SHAPES_TOP_K_TEXT, "train_top_k_image": SHAPES_TOP_K_IMAGE}
-    assert recipe.key() == "shapes-d4500-s1700-b64-lr0.001"
-    assert ShapesRecipe(dense_steps=10).key() != recipe.key()
+    settings = recipe.settings()
+    assert settings["model"] == "shapes" and settings["steps"] == 2000 and settings["batch_size"] == 128
+    assert settings["threads"] == 2 and "kind" not in settings
+    losses = TrainConfig(**settings).loss_config()  # every setting is one the trainer knows
+    assert losses.negatives == 256 and losses.own_tokens == 1.0 and losses.image_weights == 1.0
+    assert not (losses.self_mlm or losses.image_mlm or losses.text_mlm or losses.momentum)
 
 
-def test_extra_settings_change_the_cache_key() -> None:
+def test_the_dense_twin_gets_the_same_data_batch_and_a_time_budget() -> None:
+    dense = ShapesRecipe().dense_settings(180.0)
+    assert dense["kind"] == "dense" and dense["max_seconds"] == 180.0 and "losses" not in dense
+    assert dense["batch_size"] == 128 and dense["model"] == "shapes"
+    TrainConfig(**dense).loss_config()
+
+
+def test_settings_change_the_cache_key() -> None:
     base = ShapesRecipe()
-    tweaked = ShapesRecipe(extra={"warmup": 0.1})
-    assert tweaked.key().startswith(base.key() + "-x") and tweaked.key() != base.key()
-    assert tweaked.key() == ShapesRecipe(extra={"warmup": 0.1}).key()
-    assert ShapesRecipe(extra={"warmup": 0.2}).key() != tweaked.key()
+    assert base.key() == ShapesRecipe().key() and base.key().startswith("shapes-grounded-s2000-b128-")
+    assert ShapesRecipe(steps=10).key() != base.key()
+    tweaked = ShapesRecipe(extra={"losses": {"own_tokens": 0.5}})
+    assert tweaked.key() != base.key() and tweaked.settings()["losses"]["own_tokens"] == 0.5
+    assert tweaked.settings()["losses"]["negatives"] == 256  # merged, not replaced

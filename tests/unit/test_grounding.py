@@ -1,0 +1,208 @@
+"""Grounded lexicons: grounding@k on hand-made vectors, the active vocabulary and its targets, the grounded objective,
+and proof that nothing of the training-time restriction reaches the saved model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_model
+
+from lexlip_es.encoders.lexlip import LexLIPEncoder
+from lexlip_es.grounding import STOP_WORDS, grounding_at_k, grounding_of, heaviest_content, is_content_token
+from lexlip_es.model import create_model, create_tokenizer, get_config
+from lexlip_es.sparse import SparseVector, Vocabulary
+from trainer.data.shapes import generate_shapes
+from trainer.loop import TrainConfig, train
+from trainer.objectives import LossConfig, Pretrainer
+from trainer.vocabulary import ActiveVocabulary, bm25_weights
+
+VOCAB = Vocabulary(["[PAD]", "[CLS]", "red", "circle", "the", "a", "##s", "blue", "star", "tyson", ",", "top"])
+GROUNDED = {
+    "negatives": 16,
+    "self_mlm": False,
+    "image_mlm": False,
+    "text_mlm": False,
+    "image_words": 1.0,
+    "image_weights": 1.0,
+    "caption_words": 1.0,
+    "own_tokens": 1.0,
+}
+
+
+def vec(weights: dict[str, int]) -> SparseVector:
+    return SparseVector.from_pairs([(VOCAB.ids[t], w) for t, w in weights.items()])
+
+
+def ids(*tokens: str) -> set[int]:
+    return {VOCAB.ids[t] for t in tokens}
+
+
+def test_content_tokens_leave_out_special_stop_words_and_one_character_pieces() -> None:
+    assert [t for t in VOCAB.tokens if is_content_token(t)] == ["red", "circle", "blue", "star", "tyson", "top"]
+    assert "the" in STOP_WORDS and "there" in STOP_WORDS and not is_content_token("[unused3]")
+
+
+def test_grounding_at_k_on_hand_made_vectors() -> None:
+    # heaviest content tokens: tyson 90, red 80, circle 70 ("the" 99 and "##s" 95 are not content)
+    v = vec({"the": 99, "##s": 95, "tyson": 90, "red": 80, "circle": 70, "blue": 5})
+    assert heaviest_content(v, VOCAB, 3) == [VOCAB.ids["tyson"], VOCAB.ids["red"], VOCAB.ids["circle"]]
+    assert grounding_of(v, ids("red", "circle", "the"), VOCAB, k=3) == pytest.approx(2 / 3)
+    assert grounding_of(v, ids("red", "circle", "the"), VOCAB, k=1) == 0.0  # tyson first
+    assert grounding_of(v, ids("red", "circle", "blue"), VOCAB, k=10) == pytest.approx(3 / 4)  # 4 content tokens
+    assert grounding_of(vec({"the": 50, ",": 40}), ids("the"), VOCAB) == 0.0  # nothing a person reads
+    assert grounding_of(SparseVector.empty(), ids("red"), VOCAB) == 0.0
+    mean = grounding_at_k([vec({"red": 3}), vec({"tyson": 3})], [ids("red"), ids("red")], VOCAB)
+    assert mean == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="references"):
+        grounding_at_k([vec({"red": 3})], [], VOCAB)
+
+
+def test_ties_go_to_the_lower_id() -> None:
+    v = vec({"star": 10, "red": 10})
+    assert heaviest_content(v, VOCAB, 1) == [VOCAB.ids["red"]]
+
+
+def test_bm25_weights_match_the_formula() -> None:
+    counts = np.array([[2.0, 0.0], [1.0, 1.0]])
+    w = bm25_weights(counts, k1=1.2, b=0.75, scale=1.0)
+    idf0, idf1 = np.log1p((2 - 2 + 0.5) / 2.5), np.log1p((2 - 1 + 0.5) / 1.5)
+    assert w[0, 0] == pytest.approx(idf0 * 2 * 2.2 / (2 + 1.2))  # both documents are of mean length
+    assert w[1, 1] == pytest.approx(idf1 * 1 * 2.2 / (1 + 1.2)) and w[0, 1] == 0.0
+
+
+@pytest.fixture(scope="module")
+def tokenizer():  # type: ignore[no-untyped-def]
+    return create_tokenizer(get_config("tiny"))
+
+
+def test_active_vocabulary_holds_the_caption_tokens_and_samples_other_negatives(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    captions = [("a red circle", "red circle, red"), ("a blue star at the top",)]
+    active = ActiveVocabulary(captions, tokenizer, negatives=5)
+    tokens = {tokenizer.vocab.tokens[t] for t in active.active}
+    assert tokens == {"a", "red", "circle", ",", "blue", "star", "at", "the", "top"}
+    ids_, mask = tokenizer(["red circle", "a blue star at the top"])
+    targets = active.targets(np.array([0, 1]), ids_, mask, torch.Generator().manual_seed(0))
+    columns = targets.columns.tolist()
+    assert len(columns) == len(active) + 5 and len(set(columns)) == len(columns)
+    assert not set(columns[len(active) :]) & set(active.active.tolist())  # negatives are other tokens
+    assert not set(columns) & set(tokenizer.vocab.special_ids())
+    name = {c: tokenizer.vocab.tokens[t] for c, t in enumerate(columns)}
+    image0 = {name[c] for c in np.flatnonzero(targets.image_words[0].numpy())}
+    assert image0 == {"red", "circle"}  # content words of every caption of image 0
+    own1 = {name[c] for c in np.flatnonzero(targets.own_words[1].numpy())}
+    assert own1 == {"a", "blue", "star", "at", "the", "top"}  # the caption's own tokens, stop words included
+    weights = dict(zip([name[c] for c in range(len(columns))], targets.image_weights[0].tolist(), strict=True))
+    assert weights["red"] > weights["circle"] > 0  # red occurs 3 times in image 0's captions, circle twice
+    other = active.targets(np.array([0, 1]), ids_, mask, torch.Generator().manual_seed(1))
+    assert other.columns[len(active) :].tolist() != columns[len(active) :]  # fresh negatives each step
+
+
+def _grounded_pretrainer(total_steps: int = 10, **losses: object) -> tuple[Pretrainer, LexLIPEncoder]:
+    encoder = LexLIPEncoder.from_config("shapes", seed=0)
+    vocab = encoder.vocab
+    module = Pretrainer(
+        encoder.model, LossConfig(**{**GROUNDED, **losses}), list(vocab.tokens), vocab.special_ids(), total_steps
+    )
+    return module, encoder
+
+
+def _grounded_batch(encoder: LexLIPEncoder, shapes: Path, active: ActiveVocabulary | None = None):  # type: ignore[no-untyped-def]
+    from trainer.data.datasets import load_pairs
+
+    pairs = load_pairs(shapes, "train")[:8]
+    active = active or ActiveVocabulary([p.captions for p in pairs], encoder.tokenizer, 16)
+    pixels = encoder.image_tensor([p.image for p in pairs])
+    ids_, mask = encoder.tokenizer([p.captions[0] for p in pairs])
+    targets = active.targets(np.arange(8), ids_, mask, torch.Generator().manual_seed(0))
+    return pixels, torch.from_numpy(ids_), torch.from_numpy(mask), targets
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_shapes(tmp_path_factory.mktemp("shapes"), n_train=32, n_val=4, n_test=8, seed=5, image_size=48)
+
+
+def test_the_caption_side_is_cut_to_its_own_tokens_while_restricted(shapes: Path) -> None:
+    module, encoder = _grounded_pretrainer(total_steps=10, own_tokens=0.5)
+    pixels, ids_, mask, targets = _grounded_batch(encoder, shapes)
+    with torch.no_grad():
+        encoder.model.text.cls.predictions.bias.fill_(1.0)  # every token on, so the cut is what removes them
+    seen: list[torch.Tensor] = []
+    original = module._contrastive_terms
+
+    def spy(p_image, p_text, *rest):  # type: ignore[no-untyped-def]
+        seen.append(p_text.detach())
+        return original(p_image, p_text, *rest)
+
+    module._contrastive_terms = spy  # type: ignore[method-assign]
+    module(pixels, ids_, mask, targets=targets)  # step 0 < 0.5 * 10: restricted
+    module.step.fill_(5)
+    module(pixels, ids_, mask, targets=targets)  # step 5: released
+    restricted, released = seen
+    assert ((restricted > 0) <= (targets.own_words > 0)).all()
+    assert ((released > 0) & (targets.own_words == 0)).any()
+
+
+def test_every_parameter_the_grounded_losses_reach_gets_a_gradient(shapes: Path) -> None:
+    module, encoder = _grounded_pretrainer()
+    pixels, ids_, mask, targets = _grounded_batch(encoder, shapes)
+    out = module(pixels, ids_, mask, targets=targets)
+    assert {"image_words", "image_weights", "caption_words", "contrastive"} <= set(out)
+    out["loss"].backward()
+    missing = [n for n, p in module.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert missing == []
+    decoder_grad = encoder.model.visual_head.decoder.weight.grad
+    scored = torch.zeros(decoder_grad.shape[0], dtype=torch.bool)
+    scored[targets.columns] = True
+    assert decoder_grad[scored].abs().sum(dim=1).gt(0).any()
+    assert not decoder_grad[~scored].any()  # only the step's columns are scored
+
+
+def test_the_bag_of_words_losses_need_the_active_vocabulary() -> None:
+    with pytest.raises(ValueError, match="active vocabulary"):
+        LossConfig(image_words=1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        LossConfig(momentum=True, negatives=8)
+
+
+def test_column_logits_equal_the_full_vocabulary_ones() -> None:
+    model = create_model("shapes", seed=0)
+    pixels = torch.randn(2, 3, 48, 48)
+    columns = torch.tensor([5, 2000, 7592])
+    with torch.no_grad():
+        assert torch.allclose(model.image_logits(pixels, columns), model.image_logits(pixels)[..., columns])
+
+
+def test_no_training_time_restriction_reaches_the_saved_model(shapes: Path, tmp_path: Path) -> None:
+    settings = {
+        "data": str(shapes),
+        "out": str(tmp_path / "run"),
+        "model": "shapes",
+        "steps": 3,
+        "batch_size": 8,
+        "log_every": 1,
+        "checkpoint_every": 100,
+        "progress": False,
+        "losses": {**GROUNDED, "contrastive": True},
+    }
+    final = train(TrainConfig(**settings))  # type: ignore[arg-type]
+    saved = load_file(str(final / "model.safetensors"))
+    save_model(create_model("shapes", seed=0), str(tmp_path / "fresh.safetensors"))
+    fresh = load_file(str(tmp_path / "fresh.safetensors"))
+    assert set(saved) == set(fresh)  # the same tensors as an untrained model: no mask, no column list
+    assert all(saved[k].shape == fresh[k].shape for k in fresh)
+    config = json.loads((final / "config.json").read_text())
+    assert not {"negatives", "own_tokens", "losses"} & set(config)
+    encoder = LexLIPEncoder.from_pretrained(final)
+    # The encoder scores the whole vocabulary: a token no caption uses turns on when its bias says so.
+    outside = encoder.vocab.ids["tyson"]
+    assert outside not in ActiveVocabulary([("a red circle",)], encoder.tokenizer, 0).active.tolist()
+    before = encoder.encode_texts(["a red circle"])[0]
+    with torch.no_grad():
+        encoder.model.text.cls.predictions.bias[outside] = 50.0
+    after = encoder.encode_texts(["a red circle"])[0]
+    assert outside not in before.indices.tolist() and outside in after.indices.tolist()
