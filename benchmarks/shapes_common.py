@@ -52,17 +52,23 @@ def write(name: str, data: dict[str, Any], lines: list[str]) -> None:
     print("\n".join(lines))
 
 
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def recall_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown rows: recall both ways, training seconds and the mean number of stored terms where known."""
     lines = [
-        "| system | t2i R@1 | t2i R@5 | t2i R@10 | i2t R@1 | i2t R@5 | i2t R@10 | train (s) | nnz image | nnz text |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| system | t2i R@1 | t2i R@5 | t2i R@10 | i2t R@1 | i2t R@5 | i2t R@10 | train (s) | nnz image | nnz text "
+        "| grounding@10 image | grounding@10 caption |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t, i = r["text_to_image"], r["image_to_text"]
         lines.append(
             f"| {r['system']} | {t['R@1']:.3f} | {t['R@5']:.3f} | {t['R@10']:.3f} | {i['R@1']:.3f} | "
             f"{i['R@5']:.3f} | {i['R@10']:.3f} | {r['train_s']:.0f} | {r.get('mean_nnz_image', '-')} | "
-            f"{r.get('mean_nnz_text', '-')} |"
+            f"{r.get('mean_nnz_text', '-')} | {fmt(r.get('grounding@10_image'))} | "
+            f"{fmt(r.get('grounding@10_caption'))} |"
         )
     return lines

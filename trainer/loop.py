@@ -194,7 +194,11 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     if config.progress and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.steps, initial=step, desc=config.label or config.phase, dynamic_ncols=True)
+        label = config.label or config.phase
+        if config.max_seconds:  # a time budget: the bar counts seconds, the step goes into the postfix
+            bar = tqdm(total=round(config.max_seconds), unit="s", desc=label, dynamic_ncols=True)
+        else:
+            bar = tqdm(total=config.steps, initial=step, desc=label, dynamic_ncols=True)
     started, images_seen = time.monotonic(), 0
     batches, picks = _batch_indices(len(bank.captions), config.batch_size, config.seed, epoch, rank, world)
     try:
@@ -240,8 +244,10 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
                 raise TrainingError(f"loss became {logged['loss']} at step {step}; lower the learning rate")
             if rank == 0:
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in logged.items()})
+                    budget = round(config.max_seconds or 0)
+                    bar.update(min(round(elapsed), budget) - bar.n if budget else 1)
+                    shown = {"step": str(step)} if config.max_seconds else {}
+                    bar.set_postfix(shown | {k: f"{v:.3g}" for k, v in logged.items()})
                 if step % config.log_every == 0 or step == stop:
                     row = {
                         "step": step,

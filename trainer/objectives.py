@@ -216,7 +216,7 @@ class Pretrainer(nn.Module):
         columns: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
         """Self-MLM on the masked caption and the two bottleneck MLMs (labels as columns when columns are given)."""
-        cfg, terms = self.losses, {}
+        cfg, terms = self.losses, dict[str, torch.Tensor]()
         if not (cfg.self_mlm or cfg.text_mlm or cfg.image_mlm):
             return terms
         column_of = None
@@ -259,7 +259,7 @@ class Pretrainer(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Bag-of-words grounding: each side's max-pooled logits against the words it should hold, and the image
         lexicon's weights against the BM25 weights of its captions."""
-        cfg, terms = self.losses, {}
+        cfg, terms = self.losses, dict[str, torch.Tensor]()
         if cfg.image_words > 0:
             terms["image_words"] = cfg.image_words * words_loss(image_logits.amax(dim=1), targets.image_words, targets)
         if cfg.image_weights > 0:
@@ -311,7 +311,7 @@ class Pretrainer(nn.Module):
     def _contrastive_terms(
         self, p_image: torch.Tensor, p_text: torch.Tensor, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        cfg, terms = self.losses, {}
+        cfg, terms = self.losses, dict[str, torch.Tensor]()
         v_image = self._vector(p_image, cfg.train_top_k_image)
         v_text = self._vector(p_text, cfg.train_top_k_text)
         if cfg.contrastive:

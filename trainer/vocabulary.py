@@ -86,7 +86,9 @@ class ActiveVocabulary:
     def __len__(self) -> int:
         return int(self.active.size)
 
-    def targets(self, images: np.ndarray, ids: np.ndarray, mask: np.ndarray, generator: torch.Generator) -> LexiconTargets:
+    def targets(
+        self, images: np.ndarray, ids: np.ndarray, mask: np.ndarray, generator: torch.Generator
+    ) -> LexiconTargets:
         """Targets for a batch: `images` are bank indices, `ids`/`mask` the batch's tokenized captions."""
         batch, active = len(images), len(self)
         picks = torch.randperm(self._pool.numel(), generator=generator)[: self.negatives]

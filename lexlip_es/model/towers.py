@@ -44,7 +44,9 @@ def _sincos_positions(model: Any) -> None:
         raise ValueError(f"pos_init 'sincos' needs a width divisible by 4, got {width}")
     quarter = width // 4
     frequencies = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
-    ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32), indexing="ij"
+    )
     y, x = ys.flatten()[:, None] * frequencies, xs.flatten()[:, None] * frequencies
     sines = torch.cat([torch.sin(y), torch.cos(y), torch.sin(x), torch.cos(x)], dim=1)
     with torch.no_grad():

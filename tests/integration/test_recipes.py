@@ -18,7 +18,8 @@ SCRIPT = """
 import sys
 from pathlib import Path
 from trainer.recipes import ShapesRecipe, train_shapes
-seconds = train_shapes(Path(sys.argv[1]), Path(sys.argv[2]), ShapesRecipe(steps=40, batch_size=8, extra={"log_every": 1}))
+recipe = ShapesRecipe(steps=40, batch_size=8, extra={"log_every": 1})
+seconds = train_shapes(Path(sys.argv[1]), Path(sys.argv[2]), recipe)
 print(f"trained in {seconds:.1f} s")
 """
 
