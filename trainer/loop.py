@@ -123,6 +123,8 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     """Run (or resume) a training phase; returns the folder of the final checkpoint (LexLIPEncoder format)."""
     losses = config.loss_config()
     rank, world = _distributed()
+    if config.max_seconds and world > 1:
+        raise ValueError("max_seconds stops each process on its own clock: use steps under DDP")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed + rank)
