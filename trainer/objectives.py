@@ -27,6 +27,9 @@ class LossConfig:
     image_mlm: bool = True
     text_mlm: bool = True
     contrastive: bool = True
+    contrastive_weight: float = 1.0
+    """Weight of the in-batch contrastive term against the others (grounded recipes balance it against the BM25
+    regression, which is what keeps a lexicon calibrated across a corpus far larger than a batch)."""
     momentum: bool = False
     temperature: float = 0.05
     flops_lambda: float = 0.002
@@ -317,7 +320,8 @@ class Pretrainer(nn.Module):
         if cfg.contrastive:
             scores = v_image @ v_text.T / cfg.temperature
             target = torch.arange(scores.shape[0], device=scores.device)
-            terms["contrastive"] = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+            both_ways = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+            terms["contrastive"] = cfg.contrastive_weight * both_ways
         if cfg.momentum:
             terms["momentum"] = self._momentum_loss(v_image, v_text, pixels, ids, mask)
         weight = self._flops_weight()

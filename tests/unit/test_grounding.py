@@ -162,6 +162,22 @@ def test_every_parameter_the_grounded_losses_reach_gets_a_gradient(shapes: Path)
     assert not decoder_grad[~scored].any()  # only the step's columns are scored
 
 
+def test_the_contrastive_weight_scales_only_the_contrastive_term(shapes: Path) -> None:
+    full, encoder = _grounded_pretrainer(contrastive=True)
+    pixels, ids_, mask, targets = _grounded_batch(encoder, shapes)
+    third = Pretrainer(
+        encoder.model,
+        LossConfig(**{**GROUNDED, "contrastive_weight": 0.3}),
+        list(encoder.vocab.tokens),
+        encoder.vocab.special_ids(),
+        10,
+    )
+    with torch.no_grad():
+        a, b = full(pixels, ids_, mask, targets=targets), third(pixels, ids_, mask, targets=targets)
+    assert torch.isclose(b["contrastive"], 0.3 * a["contrastive"])
+    assert torch.isclose(b["image_weights"], a["image_weights"]) and torch.isclose(b["image_words"], a["image_words"])
+
+
 def test_the_bag_of_words_losses_need_the_active_vocabulary() -> None:
     with pytest.raises(ValueError, match="active vocabulary"):
         LossConfig(image_words=1.0)

@@ -13,6 +13,7 @@ def test_recipe_settings_are_the_measured_ones() -> None:
     assert settings["threads"] == 2 and "kind" not in settings
     losses = TrainConfig(**settings).loss_config()  # every setting is one the trainer knows
     assert losses.negatives == 256 and losses.own_tokens == 1.0 and losses.image_weights == 1.0
+    assert losses.contrastive and losses.contrastive_weight == 0.3
     assert not (losses.self_mlm or losses.image_mlm or losses.text_mlm or losses.momentum)
 
 
