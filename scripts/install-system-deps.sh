@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs when they are missing: redis-server, Maven, a JDK (javac), setpriv
 # (engines), libjemalloc2 (CPU training keeps its large buffers instead of re-faulting them) and Chromium with its
-# driver (the demo page's browser test).
+# driver (the demo page's browser test), npm (fetches the emoji data packages).
 # Idempotent: prints what it found and installs nothing when everything is there.
 set -euo pipefail
 
@@ -13,9 +13,10 @@ command -v javac >/dev/null 2>&1 || ls /usr/lib/jvm/*/bin/javac >/dev/null 2>&1 
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: redis-server, mvn, javac, setpriv, jemalloc, chromium and chromedriver are present"
+  echo "system packages: redis-server, mvn, javac, setpriv, jemalloc, chromium, chromedriver and npm are present"
   exit 0
 fi
 

@@ -3,7 +3,7 @@ against the model, so empty vectors score 0), the same for the dense twin, and z
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,10 +75,16 @@ def evaluate_sparse(
     images = encoder.encode_images([p.image for p in pairs], scale=scale, top_k=top_k_image)
     texts = encoder.encode_texts(captions, scale=scale, top_k=top_k_text)
     size = len(encoder.vocab)
-    result = retrieval_metrics(sparse_matrix(images, size), sparse_matrix(texts, size), owner)
+    image_matrix = sparse_matrix(images, size)
+    result = retrieval_metrics(image_matrix, sparse_matrix(texts, size), owner)
     result["mean_nnz_image"] = float(np.mean([v.nnz for v in images]))
     result["mean_nnz_text"] = float(np.mean([v.nnz for v in texts]))
     result.update(grounding(encoder.tokenizer, images, texts, captions, owner))
+
+    def prompts(texts: list[str]) -> npt.NDArray[np.float64]:
+        return sparse_matrix(encoder.encode_texts(texts, scale=scale, top_k=top_k_text), size)
+
+    result.update(zero_shot(image_matrix, prompts, pairs))
     return result
 
 
@@ -112,25 +118,47 @@ def evaluate_dense(encoder: Any, pairs: Sequence[Pair]) -> dict[str, Any]:
     captions, owner = _flatten(pairs)
     images = np.stack(encoder.encode_images([p.image for p in pairs])).astype(np.float64)
     texts = np.stack(encoder.encode_texts(captions)).astype(np.float64)
-    return retrieval_metrics(images, texts, owner)
+    result = retrieval_metrics(images, texts, owner)
+    result.update(zero_shot(images, lambda p: np.stack(encoder.encode_texts(p)).astype(np.float64), pairs))
+    return result
+
+
+ZERO_SHOT_TEMPLATE = "an emoji of {label}"
+
+
+def zero_shot_tasks(pairs: Sequence[Pair]) -> dict[str, list[str]]:
+    """Each label kind every pair carries in `meta["labels"]` (emoji: group and subgroup, readable words) -> the
+    pairs' labels of that kind. Data sets without labels (shapes) have no task."""
+    kinds = set.intersection(*(set(p.meta.get("labels", {})) for p in pairs)) if pairs else set()
+    return {kind: [str(p.meta["labels"][kind]) for p in pairs] for kind in sorted(kinds)}
+
+
+def zero_shot_accuracy(scores: npt.NDArray[np.float64], labels: Sequence[str], classes: Sequence[str]) -> float:
+    """Images x classes scores -> the fraction whose own class scores strictly highest (a tie counts as wrong)."""
+    index = {c: i for i, c in enumerate(classes)}
+    truth = scores[np.arange(len(labels)), [index[label] for label in labels]]
+    return float(np.mean(np.count_nonzero(scores >= truth[:, None], axis=1) == 1))
 
 
 def zero_shot(
-    encoder: Any,
-    images: Sequence[Any],
-    labels: Sequence[str],
-    classes: Sequence[str],
-    templates: Sequence[str] = ("a photo of a {label}",),
-    scale: float = 100.0,
-) -> float:
-    """Accuracy of picking each image's label by the best-scoring prompt; ties count as wrong."""
-    prompts = [t.format(label=c) for c in classes for t in templates]
-    size = len(encoder.vocab)
-    text = sparse_matrix(encoder.encode_texts(prompts, scale=scale), size)
-    image = sparse_matrix(encoder.encode_images(list(images), scale=scale), size)
-    scores = (image @ text.T).reshape(len(images), len(classes), len(templates)).max(axis=2)
-    correct = 0
-    for row, label in zip(scores, labels, strict=True):
-        truth = row[classes.index(label)]
-        correct += int(np.count_nonzero(row >= truth) == 1)
-    return correct / len(images)
+    image_matrix: npt.NDArray[np.float64],
+    encode_prompts: Callable[[list[str]], npt.NDArray[np.float64]],
+    pairs: Sequence[Pair],
+    template: str = ZERO_SHOT_TEMPLATE,
+) -> dict[str, Any]:
+    """Zero-shot classification as CLIP and STAIR report it: each label kind's classes written into `template`,
+    encoded as queries, and each image given the class whose prompt scores highest. With chance (1 / classes) and
+    the majority class's share beside the accuracy."""
+    out: dict[str, Any] = {}
+    for kind, labels in zero_shot_tasks(pairs).items():
+        classes = sorted(set(labels))
+        scores = image_matrix @ encode_prompts([template.format(label=c) for c in classes]).T
+        majority = max(labels.count(c) for c in classes) / len(labels)
+        out[f"zero_shot_{kind}"] = {
+            "accuracy": zero_shot_accuracy(scores, labels, classes),
+            "classes": len(classes),
+            "chance": 1 / len(classes),
+            "majority": majority,
+            "template": template,
+        }
+    return out

@@ -36,10 +36,14 @@ class CorruptCounter:
             self.reasons.append(str(error))
 
 
+KARPATHY_FIELDS = frozenset({"filepath", "filename", "split", "sentences", "sentids", "imgid", "cocoid"})
+
+
 def load_karpathy(path: str | Path, split: str, image_root: str | Path | None = None) -> list[Pair]:
     """The Karpathy-split JSON used for Flickr30k and COCO: `images[*].{filepath?, filename, split, sentences}`.
 
     `split="train"` also takes COCO's `restval`. Paths are relative to `image_root` (default: the JSON's folder).
+    Every other field of a record (shapes' `objects`, emoji's `group`, `subgroup`, ...) lands in `Pair.meta`.
     """
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
@@ -51,7 +55,7 @@ def load_karpathy(path: str | Path, split: str, image_root: str | Path | None = 
             continue
         image_path = root / record.get("filepath", "") / record["filename"]
         captions = tuple(s["raw"].strip() for s in record["sentences"])
-        meta = {"objects": record["objects"]} if "objects" in record else {}
+        meta = {k: v for k, v in record.items() if k not in KARPATHY_FIELDS}
         pairs.append(Pair(str(image_path), captions, str(record.get("imgid", record["filename"])), meta))
     if not pairs:
         raise ValueError(f"{path} has no images in split {split!r}")
