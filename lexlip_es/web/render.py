@@ -1,8 +1,9 @@
 """HTML for the demo page, rendered on the server with no JavaScript at all.
 
-Every caption, file name, id and token passes through `text()` (HTML-escaped, quotes included) and every id in a
-URL through `url_id()`: a caption holding `<script>` is shown as text. The page's Content-Security-Policy forbids
-scripts as a second line of defence.
+Every caption, file name, id and token passes through `text()` (HTML-escaped, quotes included) and every id or
+example query in a URL through `quote()`: a caption holding `<script>` is shown as text. The page's
+Content-Security-Policy forbids scripts as a second line of defence; images may come from the page's own server or be
+`data:` URLs (the re-encoded thumbnail of an uploaded image, which never leaves the page's server otherwise).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from urllib.parse import quote
 from lexlip_es.hits import HitView
 
 CSP = (
-    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; "
+    "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
@@ -32,6 +33,9 @@ input[type=text]{flex:1;max-width:560px;padding:8px;font-size:16px}button{paddin
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:14px}
 .card{background:#fff;border-radius:6px;padding:10px;box-shadow:0 1px 3px rgba(0,0,0,.12)}
 .card img,.query-image img{width:128px;height:128px;image-rendering:pixelated;border:1px solid #ddd}
+.query-image img{object-fit:contain}
+form.upload{align-items:center;font-size:14px;margin-top:-8px}form.upload button{font-size:14px;padding:6px 12px}
+ul.examples{padding-left:18px}ul.examples li{margin:3px 0}
 .meta{font-size:12px;color:#555;margin:4px 0}.caption{font-size:13px;margin:2px 0}
 table.tokens{font-size:12px;border-collapse:collapse;margin-top:4px}
 table.tokens td{padding:1px 6px 1px 0}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -51,12 +55,14 @@ def url_id(doc_id: str) -> str:
     return quote(doc_id, safe="")
 
 
-def page(title: str, body: str, query: str = "") -> str:
+def page(title: str, body: str, query: str = "", *, upload: bool = False) -> str:
+    """The whole document: header, the text search box (holding `query`), the image upload form when the page can
+    encode images, then `body`."""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{text(title)}</title><style>{STYLE}</style></head><body>"
         '<header><a href="/">lexlip-es</a> &middot; image search by learned sparse lexicons</header><main>'
-        f"{search_form(query)}{body}</main></body></html>"
+        f"{search_form(query)}{upload_form() if upload else ''}{body}</main></body></html>"
     )
 
 
@@ -66,6 +72,32 @@ def search_form(query: str = "") -> str:
         f'<input type=text name=q id=q value="{text(query)}" placeholder="a red circle at the top" autofocus>'
         "<button type=submit id=go>Search</button></form>"
     )
+
+
+UPLOAD_ACTION = "/search/image"
+UPLOAD_FIELD = "image"
+
+
+def upload_form() -> str:
+    """A multipart form posting one file to UPLOAD_ACTION. No `required`: an empty submission reaches the server,
+    which answers it with a message of its own."""
+    return (
+        f'<form method=post action="{UPLOAD_ACTION}" enctype="multipart/form-data" class=upload id=upload-form>'
+        f'<label for=upload>or search by an image of yours:</label> <input type=file name="{UPLOAD_FIELD}" id=upload '
+        'accept="image/*"><button type=submit id=upload-go>Search by image</button></form>'
+    )
+
+
+def query_link(query: str) -> str:
+    return "/?q=" + quote(query, safe="")
+
+
+def examples(queries: Sequence[str]) -> str:
+    """Example queries as links to their result pages (nothing when there are none)."""
+    if not queries:
+        return ""
+    items = "".join(f'<li><a href="{text(query_link(q))}">{text(q)}</a></li>' for q in queries)
+    return f"<p class=meta>Try:</p><ul class=examples id=examples>{items}</ul>"
 
 
 def error(message: str) -> str:
@@ -98,10 +130,13 @@ def card(view: HitView, captions: int = 2) -> str:
     )
 
 
-def results(views: Sequence[HitView], heading: str) -> str:
+def results(views: Sequence[HitView], heading: str, section: str = "results", captions: int = 2) -> str:
+    """A heading and a grid of cards; `section` is the grid's id (two grids on one page need two ids)."""
     if not views:
-        return f"<h2>{text(heading)}</h2><p id=empty>No matching images.</p>"
-    return f"<h2>{text(heading)}</h2><div class=grid id=results>{''.join(card(v) for v in views)}</div>"
+        empty = "empty" if section == "results" else f"{section}-empty"
+        return f"<h2>{text(heading)}</h2><p id={text(empty)} class=empty>No matching images.</p>"
+    cards = "".join(card(v, captions) for v in views)
+    return f"<h2>{text(heading)}</h2><div class=grid id={text(section)}>{cards}</div>"
 
 
 def cloud(lexicon: Mapping[str, float], limit: int = 80) -> str:
@@ -132,4 +167,18 @@ def image_header(doc_id: str, source: Mapping[str, object], lexicon: Mapping[str
         f'<img src="/images/{url_id(doc_id)}" alt="{text(doc_id)}">'
         f"<div><div class=meta>query image <span class=doc-id>{text(doc_id)}</span> &middot; "
         f"{len(lexicon)} tokens</div>{shown}{cloud(lexicon)}</div></div>"
+    )
+
+
+def upload_header(
+    name: str, thumbnail_url: str, size: tuple[int, int], nbytes: int, lexicon: Mapping[str, float]
+) -> str:
+    """The uploaded image (its re-encoded thumbnail as a `data:` URL), what it was, and its lexicon cloud."""
+    width, height = size
+    return (
+        "<div class=query-image id=query-image>"
+        f'<img src="{text(thumbnail_url)}" alt="{text(name)}" id=uploaded>'
+        f"<div><div class=meta>uploaded image <span class=file-name>{text(name)}</span> &middot; "
+        f"{width}&times;{height} px &middot; {nbytes:,} bytes &middot; {len(lexicon)} tokens</div>"
+        f"{cloud(lexicon)}</div></div>"
     )

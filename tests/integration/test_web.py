@@ -6,6 +6,7 @@ in advance; the first image's caption is hostile markup that must show as text.
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from lexlip_es.indices import create_index
 from lexlip_es.local.ports import free_port
 from lexlip_es.mapping import IndexOptions, LexiconLayout
 from lexlip_es.search import LexSearch
+from lexlip_es.settings import Settings
 from lexlip_es.web.app import create_app, serve
 from trainer.data.shapes import generate_shapes
 
@@ -244,3 +246,182 @@ def test_a_missing_index_is_a_503_with_its_name_not_a_stack_trace(opensearch_url
         assert response.status_code == 503, (path, response.text)
         assert "lexlip-web-no-such-index" in response.text and "Traceback" not in response.text
     assert page.get("/images/x").status_code == 503
+
+
+UPLOAD_INDEX = "lexlip-web-upload"
+EXAMPLES = ("a small blue star at the bottom left", "a large red circle in the middle")
+
+
+class UploadSite:
+    def __init__(self, url: str, rows: list[dict[str, Any]], files: dict[str, Path], max_bytes: int) -> None:
+        self.url, self.rows, self.files, self.max_bytes = url, rows, files, max_bytes
+
+
+def _noise_png(path: Path, nbytes: int) -> Path:
+    """A real PNG of random pixels (incompressible), at least `nbytes` long."""
+    import numpy as np
+    from PIL import Image
+
+    side = math.isqrt(nbytes // 3) + 64
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="PNG", compress_level=1)
+    assert path.stat().st_size > nbytes
+    return path
+
+
+@pytest.fixture(scope="module")
+def upload_site(
+    opensearch_url: str, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[UploadSite]:
+    """The shapes images through the ingest pipeline (decode, encode, quantize, bulk) into an index of their own,
+    and a page that encodes uploads with the same encoder under the same limits (LEXLIP_MAX_IMAGE_BYTES, the
+    encoder's pixel limit)."""
+    from PIL import Image
+
+    from ingest.pipeline import process_batch
+
+    folder = tmp_path_factory.mktemp("web-upload")
+    encoder = LexLIPEncoder.from_config("tiny", seed=0)
+    rows = held_out(generate_shapes(folder, 0, 0, 8, seed=7))
+    rows[1]["captions"] = [HOSTILE, *rows[1]["captions"]]
+    client = OpenSearch(opensearch_url, timeout=30)
+    if client.indices.exists(index=UPLOAD_INDEX):
+        client.indices.delete(index=UPLOAD_INDEX)
+    layout = LexiconLayout(encoder.model_id)
+    create_index(client, UPLOAD_INDEX, layout, IndexOptions(replicas=0))
+    writer = BulkWriter(client, UPLOAD_INDEX, layout)
+    result = process_batch(rows, encoder, layout, writer, lambda url: b"", settings.max_image_bytes)
+    assert not result.failed and len(result.indexed) == len(rows)
+    client.indices.refresh(index=UPLOAD_INDEX)
+
+    files = folder / "uploads"
+    files.mkdir()
+    (files / "notes.png").write_text("these are notes, not a picture\n")
+    (files / "empty.png").write_bytes(b"")
+    side = math.isqrt(encoder.max_pixels) + 1
+    Image.new("1", (side, side)).save(files / "wide.png", format="PNG")  # a few KB, over the pixel limit
+    _noise_png(files / "heavy.png", settings.max_image_bytes + 256 * 1024)
+    named = {p.stem: p for p in files.iterdir()}
+
+    search = LexSearch(client, UPLOAD_INDEX, text_encoder=encoder, image_encoder=encoder)
+    port = free_port()
+    server = serve(create_app(search, folder, examples=EXAMPLES), "127.0.0.1", port)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the page server did not start"
+        time.sleep(0.05)
+    try:
+        yield UploadSite(f"http://127.0.0.1:{port}", rows, named, settings.max_image_bytes)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        client.indices.delete(index=UPLOAD_INDEX)
+
+
+def _navigation_status(browser: Any) -> int:
+    """The HTTP status of the page the browser is showing, as the browser received it."""
+    return int(browser.execute_script("return performance.getEntriesByType('navigation')[0].responseStatus"))
+
+
+def _upload(browser: Any, site: UploadSite, path: Path | None) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{site.url}/")
+    if path is not None:
+        browser.find_element(By.ID, "upload").send_keys(str(path))
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, "upload-go").click()
+    WebDriverWait(browser, 60).until(ec.staleness_of(old))
+    WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.ID, "query-image") or b.find_elements(By.ID, "error"))
+
+
+def test_browser_uploads_a_png_and_sees_similar_images_and_captions_explained_in_words(
+    upload_site: UploadSite, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    site = upload_site
+    browser = _browser()
+    try:
+        browser.get(f"{site.url}/")
+        links = browser.find_elements(By.CSS_SELECTOR, "#examples a")
+        assert [a.text for a in links] == list(EXAMPLES)
+        links[0].click()
+        assert browser.find_element(By.ID, "q").get_attribute("value") == EXAMPLES[0]
+        assert _navigation_status(browser) == 200
+
+        _upload(browser, site, Path(site.rows[1]["image"]))
+        assert _navigation_status(browser) == 200
+        thumbnail = browser.find_element(By.ID, "uploaded")
+        assert thumbnail.get_attribute("src").startswith("data:image/png;base64,")
+        assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", thumbnail) > 0
+        cloud = {s.text for s in browser.find_elements(By.CSS_SELECTOR, "#cloud span")}
+        assert cloud
+
+        similar = browser.find_elements(By.CSS_SELECTOR, "#similar .card")
+        assert site.rows[1]["id"] in [c.get_attribute("data-id") for c in similar]
+        for card in similar:
+            words = [t.text for t in card.find_elements(By.CSS_SELECTOR, "tr.token td.tok")]
+            assert words and all(w.strip() for w in words), card.get_attribute("data-id")
+        own = next(c for c in similar if c.get_attribute("data-id") == site.rows[1]["id"])
+        assert own.find_elements(By.CSS_SELECTOR, "p.caption")[0].text == HOSTILE
+
+        captioned = browser.find_elements(By.CSS_SELECTOR, "#captioned .card")
+        assert captioned
+        for card in captioned:
+            assert card.find_elements(By.CSS_SELECTOR, "p.caption")
+            assert card.find_elements(By.CSS_SELECTOR, "tr.token td.tok")
+        assert browser.execute_script("return window.__xss === undefined")
+        browser.save_screenshot(str(tmp_path / "upload.png"))
+    finally:
+        browser.quit()
+
+    with open(site.rows[1]["image"], "rb") as f:
+        response = httpx.post(f"{site.url}/search/image", files={"image": ("shape.png", f, "image/png")}, timeout=60)
+    assert response.status_code == 200
+    assert "<script>window.__xss" not in response.text and "&lt;script&gt;window.__xss" in response.text
+
+
+BAD_UPLOADS = [
+    ("notes", 415, "not a recognised image format"),
+    ("heavy", 413, "-byte limit for an image"),
+    ("wide", 413, "exceeds the limit of"),
+    ("empty", 400, "is empty (0 bytes)"),
+    (None, 400, "choose an image file to upload first"),
+]
+
+
+def test_browser_bad_uploads_get_a_message_and_a_4xx(upload_site: UploadSite) -> None:
+    from selenium.webdriver.common.by import By
+
+    site = upload_site
+    browser = _browser()
+    try:
+        for name, status, message in BAD_UPLOADS:
+            _upload(browser, site, site.files[name] if name else None)
+            assert message in browser.find_element(By.ID, "error").text, name
+            assert _navigation_status(browser) == status, name
+            assert "Traceback" not in browser.page_source
+            assert browser.find_elements(By.ID, "upload"), "the page still offers the upload form"
+    finally:
+        browser.quit()
+
+
+def test_bad_uploads_over_plain_http(upload_site: UploadSite) -> None:
+    site = upload_site
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"image": ("", b"", "application/octet-stream")}, 400, "choose an image file"),
+        ({"image": ("empty.png", b"", "image/png")}, 400, "is empty (0 bytes)"),
+        ({"image": ("notes.png", b"not a picture", "image/png")}, 415, "not a recognised image format"),
+        ({"image": ("one-over.png", b"\x89PNG" + bytes(site.max_bytes - 3), "image/png")}, 413, "-byte limit"),
+    ]
+    for name in ("heavy", "wide"):
+        cases.append(({"image": (f"{name}.png", site.files[name].read_bytes(), "image/png")}, 413, "limit"))
+    for files, status, message in cases:
+        response = httpx.post(f"{site.url}/search/image", files=files, timeout=120)
+        assert response.status_code == status, (files["image"][0], response.text[-300:])
+        assert message in response.text and "Traceback" not in response.text
