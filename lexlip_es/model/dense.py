@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,11 +20,12 @@ class DenseTwinModel(nn.Module):
         vocab_size: int,
         text_weights: str | None = None,
         vision_weights: str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
-        self.text: Any = build_text_encoder(config.text, vocab_size, text_weights)
-        self.visual: Any = build_visual(config.vision, vision_weights)
+        self.text: Any = build_text_encoder(config.text, vocab_size, text_weights, name=config.name)
+        self.visual: Any = build_visual(config.vision, vision_weights, cache_dir, name=config.name)
         self.text_proj = nn.Linear(self.text.config.hidden_size, config.dense_dim)
         self.visual_proj = nn.Linear(visual_width(self.visual), config.dense_dim)
 
@@ -32,5 +34,7 @@ class DenseTwinModel(nn.Module):
         return F.normalize(self.text_proj(hidden), dim=-1)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        features = self.visual.forward_features(pixel_values)[:, 0]
-        return F.normalize(self.visual_proj(features), dim=-1)
+        """A ViT's [CLS] token; a CNN's feature map (B x C x H x W) averaged over its cells."""
+        features = self.visual.forward_features(pixel_values)
+        pooled = features.mean(dim=(2, 3)) if features.ndim == 4 else features[:, 0]
+        return F.normalize(self.visual_proj(pooled), dim=-1)

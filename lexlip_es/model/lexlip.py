@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,16 +41,17 @@ class LexLIPModel(nn.Module):
         special_ids: Sequence[int],
         text_weights: str | None = None,
         vision_weights: str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
-        self.text: Any = build_text_mlm(config.text, vocab_size, text_weights)
+        self.text: Any = build_text_mlm(config.text, vocab_size, text_weights, name=config.name)
         if config.head == "linear":
             self.text.cls.predictions.transform = nn.Identity()
         if config.head_bias is not None:
             with torch.no_grad():
                 self.text.cls.predictions.bias.fill_(config.head_bias)
-        self.visual: Any = build_visual(config.vision, vision_weights)
+        self.visual: Any = build_visual(config.vision, vision_weights, cache_dir, name=config.name)
         hidden = self.text.config.hidden_size
         width = visual_width(self.visual)
         self.visual_proj: Any = nn.Identity() if width == hidden else nn.Linear(width, hidden)
