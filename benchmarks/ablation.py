@@ -23,7 +23,7 @@ from typing import Any
 
 from shapes_common import ensure_shapes, evaluate, header, recall_table, write
 
-from trainer.recipes import ShapesRecipe, train_shapes
+from trainer.recipes import ShapesRecipe, train_recipe
 
 ROWS: list[tuple[str, dict[str, Any]]] = [
     ("grounded LexLIP (the recipe)", {}),
@@ -51,7 +51,7 @@ def main() -> None:
         name, change = ROWS[number]
         recipe = ShapesRecipe(steps=args.steps, extra={"losses": change})
         run = args.out / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-        seconds = train_shapes(data, run, recipe)
+        seconds = train_recipe(data, run, recipe)
         metrics, _ = evaluate(run / "sparse" / "final", data)
         results.append({"system": name, "train_s": seconds, "change": change, **metrics})
     lines = [

@@ -5,8 +5,8 @@
 Recipe (trainer/recipes.py, chosen by measurement): the `shapes` config from random weights, one LexLIP stage on the
 active vocabulary (the captions' tokens plus 256 sampled negatives a step): the image lexicon learns the content words
 of all its captions (binary cross-entropy) and their BM25 weights in the image's caption document (squared error),
-the caption lexicon is cut to its own tokens, and the in-batch contrastive loss ties the two. The dense twin trains
-on the same config, data, batch and learning rate for exactly LexLIP's wall time. Both are scored on the 1,000
+the caption lexicon is cut to its own tokens, and the in-batch contrastive loss (at 0.3) ties the two. The dense twin
+trains on the same config, data, batch and learning rate for exactly LexLIP's wall time. Both are scored on the 1,000
 held-out images (5,000 captions); LexLIP also by grounding@10 and terms per vector. With several --seeds, each seed
 is a full run and the table gives every run plus the spread. Writes benchmarks/results/shapes.md and shapes.json.
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 from shapes_common import ensure_shapes, evaluate, header, recall_table, write
 
-from trainer.recipes import ShapesRecipe, train_dense_twin, train_shapes
+from trainer.recipes import ShapesRecipe, train_dense_twin, train_recipe
 
 
 def run(data: Path, out: Path, recipe: ShapesRecipe) -> list[dict[str, Any]]:
-    lexlip_s = train_shapes(data, out, recipe)
+    lexlip_s = train_recipe(data, out, recipe)
     dense_s = train_dense_twin(data, out, lexlip_s, recipe)
     lexlip, _ = evaluate(out / "sparse" / "final", data)
     dense, _ = evaluate(out / "dense" / "final", data)
