@@ -56,7 +56,8 @@ def _cmd_engines_fetch(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from lexlip_es.demo import DemoOptions, run_demo
 
-    return run_demo(settings, DemoOptions(workers=args.workers, serve_seconds=args.serve_seconds))
+    options = DemoOptions(data=args.data, workers=args.workers, serve_seconds=args.serve_seconds)
+    return run_demo(settings, options)
 
 
 def _cmd_smoke(args: argparse.Namespace, settings: Settings) -> int:
@@ -198,9 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="image search end to end on embedded defaults, with a web page",
-        description="Generate the shapes data, train or load the demo checkpoint, start OpenSearch and Redis, ingest "
+        description="Build the data set (emoji by default), train or load its demo checkpoint, start OpenSearch and "
+        "Redis, ingest "
         "the held-out images through Celery workers, print recall, and serve the search page "
         "(LEXLIP_DEMO_HOST:LEXLIP_DEMO_PORT, 127.0.0.1:8765 by default).",
+    )
+    demo.add_argument(
+        "--data",
+        choices=["emoji", "shapes"],
+        default="emoji",
+        help="emoji: Fluent Emoji renders, OpenMoji words, pretrained towers (default); shapes: the synthetic set",
     )
     demo.add_argument("--workers", type=int, default=2, help="Celery worker processes for the ingest")
     demo.add_argument(

@@ -1,10 +1,11 @@
 """`lexlip demo` (`make demo`): image search end to end on embedded defaults.
 
-1. data: the shapes set in the cache (generated once, about a minute);
-2. model: LEXLIP_CHECKPOINT, else the grounded shapes recipe's checkpoint in the cache (trained once, ~3 minutes on
-   2 cores, with a progress bar);
+1. data: the emoji set (`--data emoji`, the default: Fluent Emoji renders with OpenMoji's words, built once from the
+   npm packages in the cache) or the synthetic shapes set (`--data shapes`, generated once);
+2. model: LEXLIP_CHECKPOINT, else that data set's grounded recipe's checkpoint in the cache (trained once, with a
+   progress bar: emoji about 7 minutes on 2 cores from pretrained towers, shapes about 3 from random ones);
 3. engines: LEXLIP_OPENSEARCH_URL / LEXLIP_REDIS_URL when set, else a local OpenSearch node and Redis started here;
-4. ingest: the 1,000 held-out images through real Celery worker processes, with a progress bar;
+4. ingest: the held-out images (emoji 523, shapes 1,000) through real Celery worker processes, with a progress bar;
 5. recall: every held-out caption searched through OpenSearch; R@1/5/10 both ways, printed;
 6. page: the search page on http://127.0.0.1:8765 (LEXLIP_DEMO_HOST / LEXLIP_DEMO_PORT) until Ctrl-C.
 """
@@ -29,13 +30,57 @@ if TYPE_CHECKING:
     from ingest.producer import Tally
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.search import LexSearch
+    from trainer.recipes import Recipe
 
 INDEX = "lexlip-demo"
 KS = (1, 5, 10)
 
 
 @dataclass(frozen=True)
+class DemoData:
+    """A data set the demo runs on: where it is built, the recipe its model comes from, the page's examples."""
+
+    name: str
+    examples: tuple[str, ...]
+    train_minutes: int
+    """What the message before a first training says it takes on 2 CPU cores."""
+
+    def ensure(self, settings: Settings) -> Path:
+        """The data set's Karpathy JSON in the cache, built once."""
+        folder = settings.cache_dir / "data" / self.name
+        if self.name == "emoji":
+            from trainer.data.emoji import ensure_emoji
+
+            return ensure_emoji(folder, settings=settings)
+        from trainer.data.shapes import ensure_standard_shapes
+
+        return ensure_standard_shapes(folder)
+
+    def recipe(self) -> Recipe:
+        from trainer.recipes import EmojiRecipe, ShapesRecipe
+
+        return EmojiRecipe() if self.name == "emoji" else ShapesRecipe()
+
+
+DATASETS = {
+    "emoji": DemoData("emoji", ("cat", "red heart", "rocket", "a smiling face with sunglasses", "pizza"), 7),
+    "shapes": DemoData(
+        "shapes",
+        (
+            "a small blue star at the bottom left",
+            "a large red circle in the middle",
+            "a green square at the top right",
+            "there is a yellow triangle and a black cross",
+        ),
+        3,
+    ),
+}
+
+
+@dataclass(frozen=True)
 class DemoOptions:
+    data: str = "emoji"
+    """A key of DATASETS."""
     workers: int = 2
     serve_seconds: float | None = None
     """None serves until interrupted; 0 skips the page (a run that only ingests and measures)."""
@@ -44,6 +89,8 @@ class DemoOptions:
     """The ingest gives up (with an error) after this long instead of waiting forever for dead workers."""
 
     def __post_init__(self) -> None:
+        if self.data not in DATASETS:
+            raise LexlipError(f"--data must be one of {sorted(DATASETS)}, got {self.data!r}")
         if self.workers < 1:
             raise LexlipError(f"the demo needs at least one Celery worker, got --workers {self.workers}")
         if self.serve_seconds is not None and self.serve_seconds < 0:
@@ -60,12 +107,12 @@ class Recall:
     seconds: float
 
 
-def held_out(data_json: Path) -> list[dict[str, Any]]:
-    """The test split as ingest manifest rows: id, image path, captions."""
+def held_out(data_json: Path, name: str = "shapes") -> list[dict[str, Any]]:
+    """The test split as ingest manifest rows: id (`NAME-0000042`), image path, captions."""
     records = json.loads(data_json.read_text())["images"]
     return [
         {
-            "id": f"shapes-{r['imgid']:07d}",
+            "id": f"{name}-{r['imgid']:07d}",
             "image": str(data_json.parent / r.get("filepath", "") / r["filename"]),
             "captions": [s["raw"] for s in r["sentences"]],
         }
@@ -74,21 +121,23 @@ def held_out(data_json: Path) -> list[dict[str, Any]]:
     ]
 
 
-def demo_checkpoint(settings: Settings, data_json: Path, echo: Callable[[str], None]) -> Path:
-    """LEXLIP_CHECKPOINT when set; else the shapes recipe's LexLIP checkpoint, trained into the cache once."""
+def demo_checkpoint(settings: Settings, data: DemoData, data_json: Path, echo: Callable[[str], None]) -> Path:
+    """LEXLIP_CHECKPOINT when set; else the data set's recipe's LexLIP checkpoint, trained into the cache once."""
     if settings.checkpoint:
         if not (Path(settings.checkpoint) / "config.json").exists():
             raise LexlipError(f"LEXLIP_CHECKPOINT={settings.checkpoint} is not a checkpoint folder (no config.json)")
         return Path(settings.checkpoint)
-    from trainer.recipes import ShapesRecipe, train_shapes
+    from trainer.recipes import train_recipe
 
-    recipe = ShapesRecipe()
+    recipe = data.recipe()
     out = settings.cache_dir / "models" / recipe.key()
     final = out / "sparse" / "final"
     if (final / "model.safetensors").exists():
         return final
-    echo(f"training the grounded shapes recipe once into {out} (about 3 minutes on 2 CPU cores)")
-    seconds = train_shapes(data_json, out, recipe)
+    echo(
+        f"training the grounded {data.name} recipe once into {out} (about {data.train_minutes} minutes on 2 CPU cores)"
+    )
+    seconds = train_recipe(data_json, out, recipe)
     echo(f"trained in {seconds:.0f} s")
     return final
 
@@ -233,16 +282,16 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.search import LexSearch
     from lexlip_es.web.app import create_app, serve
-    from trainer.data.shapes import ensure_standard_shapes
 
     options = options or DemoOptions()
+    data = DATASETS[options.data]
     if options.serve_seconds != 0:
         check_port(settings.demo_host, settings.demo_port)
     clock = time.monotonic()
-    data_json = ensure_standard_shapes(settings.cache_dir / "data" / "shapes")
-    rows = held_out(data_json)
-    echo(f"data: {len(rows)} held-out shapes images in {data_json.parent} ({time.monotonic() - clock:.0f} s)")
-    checkpoint = demo_checkpoint(settings, data_json, echo)
+    data_json = data.ensure(settings)
+    rows = held_out(data_json, data.name)
+    echo(f"data: {len(rows)} held-out {data.name} images in {data_json.parent} ({time.monotonic() - clock:.0f} s)")
+    checkpoint = demo_checkpoint(settings, data, data_json, echo)
     echo(f"model: {checkpoint}")
     with engines(settings, echo) as live, tempfile.TemporaryDirectory(prefix="lexlip-demo-") as work:
         tally = ingest(live, rows, checkpoint, options, Path(work), echo)
@@ -268,12 +317,7 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         app = create_app(
             search,
             data_json.parent,
-            examples=(
-                "a small blue star at the bottom left",
-                "a large red circle in the middle",
-                "a green square at the top right",
-                "there is a yellow triangle and a black cross",
-            ),
+            examples=data.examples,
             image_encoder=encoder,
             max_image_bytes=settings.max_image_bytes,
         )
@@ -286,7 +330,7 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
             timer.start()
         echo(f"\nopen http://{settings.demo_host}:{port}/  (Ctrl-C stops the page, the workers and the engines)")
         echo(
-            f'the same hits in a terminal: lexlip search "a red circle" --index {INDEX} '
+            f'the same hits in a terminal: lexlip search "{data.examples[0]}" --index {INDEX} '
             f"--url {live.opensearch_url} --checkpoint {checkpoint}"
         )
         server.run()

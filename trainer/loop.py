@@ -42,6 +42,7 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 64
     lr: float = 5e-5
+    tower_lr: float | None = None  # the towers' bodies (vision backbone, text encoder) at this lr; heads keep `lr`
     weight_decay: float = 0.01
     warmup: float = 0.1
     grad_accum: int = 1
@@ -160,8 +161,9 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
         pretrainer = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids(), config.steps)
         pretrainer = pretrainer.to(device)
     pretrainer.train()
-    params = [p for p in pretrainer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    groups = parameter_groups(pretrainer, config.lr, config.tower_lr)
+    params = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     warmup = max(1, int(config.warmup * config.steps))
 
     def lr_factor(step: int, elapsed: float = 0.0) -> float:
@@ -194,7 +196,7 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
         if rank == 0:
             echo(f"resuming {config.phase} at step {step}")
     for group in optimizer.param_groups:
-        group["lr"] = config.lr * lr_factor(step)
+        group["lr"] = group["base_lr"] * lr_factor(step)
 
     runner: Any = pretrainer
     if world > 1:
@@ -249,7 +251,7 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
             pretrainer.step.fill_(step)
             elapsed = time.monotonic() - started
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(step, elapsed)
+                group["lr"] = group["base_lr"] * lr_factor(step, elapsed)
             if config.max_seconds and elapsed >= config.max_seconds and step < config.steps:
                 stop, budget_spent = step, True  # the time budget is spent: this step is the last
             if not math.isfinite(logged["loss"]):
@@ -285,6 +287,36 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     if world > 1:
         dist.barrier()
     return final
+
+
+TOWER_PREFIXES = ("model.visual.", "model.text.")
+"""Parameter names (under the objective) of the towers' bodies, what `tower_lr` applies to: the vision backbone and
+the text encoder (LexLIP's `text.bert`, the dense twin's `text`). Not the vocabulary heads (`text.cls`, the visual
+head, and the word embeddings the text head's decoder is tied to), nor the projections."""
+
+
+HEAD_NAMES = ("model.text.cls.", "model.text.bert.embeddings.word_embeddings.")
+"""Under a tower prefix but trained as heads: the text vocabulary head, and the word embeddings, which are its
+decoder (tied), so a caption's lexicon can learn its words at the heads' pace."""
+
+
+def is_tower(name: str) -> bool:
+    return name.startswith(TOWER_PREFIXES) and not name.startswith(HEAD_NAMES)
+
+
+def parameter_groups(module: torch.nn.Module, lr: float, tower_lr: float | None) -> list[dict[str, Any]]:
+    """AdamW groups: everything trainable at `lr`, or with `tower_lr` the towers' bodies in a group of their own
+    (a pretrained tower is fine-tuned gently while fresh heads learn fast). `base_lr` is what the schedule scales."""
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    if tower_lr is None:
+        return [{"params": [p for _, p in named], "lr": lr, "base_lr": lr}]
+    towers = [p for n, p in named if is_tower(n)]
+    rest = [p for n, p in named if not is_tower(n)]
+    return [
+        g
+        for g in ({"params": rest, "lr": lr, "base_lr": lr}, {"params": towers, "lr": tower_lr, "base_lr": tower_lr})
+        if g["params"]
+    ]
 
 
 def load_dense_backbones(model: Any, directory: Path) -> int:

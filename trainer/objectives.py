@@ -55,6 +55,9 @@ class LossConfig:
     over content columns): teaches how much each word says about the image, not only whether it applies."""
     caption_words: float = 0.0
     """Weight of the same loss for the caption lexicon against its own content words."""
+    balanced_words: bool = False
+    """The bag-of-words losses weigh an item's words and the other columns equally (see `words_loss`): needed once
+    the active vocabulary is thousands of tokens (emoji), not a few dozen (shapes)."""
     own_tokens: float = 0.0
     """Fraction of the steps (from the start) during which a caption's lexicon is cut to its own tokens (STAIR's
     first stage: the image side must predict the caption's words); 1.0 keeps the cut for the whole run."""
@@ -99,10 +102,20 @@ def quantized_nnz(p: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
     return (torch.floor(scale * p) > 0).sum(-1).float().mean()
 
 
-def words_loss(pooled: torch.Tensor, wanted: torch.Tensor, targets: LexiconTargets) -> torch.Tensor:
-    """Binary cross-entropy of max-pooled logits (B x A) against 0/1 word targets, over content columns only."""
+def words_loss(
+    pooled: torch.Tensor, wanted: torch.Tensor, targets: LexiconTargets, balanced: bool = False
+) -> torch.Tensor:
+    """Binary cross-entropy of max-pooled logits (B x A) against 0/1 word targets, over content columns only.
+    `balanced`: the mean over each row's wanted words plus the mean over the rest, so a handful of words among
+    thousands of columns (a real vocabulary) weighs as much as all the words it must not hold."""
     loss = F.binary_cross_entropy_with_logits(pooled, wanted, reduction="none") * targets.content
-    return loss.sum() / (targets.content.sum() * pooled.shape[0]).clamp(min=1.0)
+    if not balanced:
+        return loss.sum() / (targets.content.sum() * pooled.shape[0]).clamp(min=1.0)
+    positive = wanted * targets.content
+    negative = (1 - wanted) * targets.content
+    on = (loss * positive).sum(1) / positive.sum(1).clamp(min=1.0)
+    off = (loss * negative).sum(1) / negative.sum(1).clamp(min=1.0)
+    return (on + off).mean()
 
 
 def keep_top_k(p: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -264,13 +277,17 @@ class Pretrainer(nn.Module):
         lexicon's weights against the BM25 weights of its captions."""
         cfg, terms = self.losses, dict[str, torch.Tensor]()
         if cfg.image_words > 0:
-            terms["image_words"] = cfg.image_words * words_loss(image_logits.amax(dim=1), targets.image_words, targets)
+            terms["image_words"] = cfg.image_words * words_loss(
+                image_logits.amax(dim=1), targets.image_words, targets, cfg.balanced_words
+            )
         if cfg.image_weights > 0:
             error = (p_image - targets.image_weights) ** 2 * targets.content
             terms["image_weights"] = cfg.image_weights * error.sum(dim=1).mean()
         if cfg.caption_words > 0:
             pooled = text_logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
-            terms["caption_words"] = cfg.caption_words * words_loss(pooled, targets.own_words, targets)
+            terms["caption_words"] = cfg.caption_words * words_loss(
+                pooled, targets.own_words, targets, cfg.balanced_words
+            )
         return terms
 
     def _restricted(self) -> bool:

@@ -21,6 +21,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 KINDS = ("lexlip", "dense")
 HEADS = ("mlm", "linear")
 POS_INITS = (None, "sincos")
+RANDOM = "random"
+"""A weights source meaning: no starting weights (a tower from seeded random init, the baseline a pretrained one is
+measured against)."""
 PACKAGE_SCHEME = "package:"
 EFFICIENTNET_SCHEME = "efficientnet:"
 SCHEMES = (PACKAGE_SCHEME, EFFICIENTNET_SCHEME)

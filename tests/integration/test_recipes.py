@@ -17,9 +17,9 @@ from trainer.recipes import ROOT
 SCRIPT = """
 import sys
 from pathlib import Path
-from trainer.recipes import ShapesRecipe, train_shapes
+from trainer.recipes import ShapesRecipe, train_recipe
 recipe = ShapesRecipe(steps=40, batch_size=8, extra={"log_every": 1})
-seconds = train_shapes(Path(sys.argv[1]), Path(sys.argv[2]), recipe)
+seconds = train_recipe(Path(sys.argv[1]), Path(sys.argv[2]), recipe)
 print(f"trained in {seconds:.1f} s")
 """
 

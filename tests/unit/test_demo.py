@@ -35,11 +35,22 @@ def test_a_taken_port_fails_before_the_long_steps() -> None:
         ({"workers": 0}, "at least one Celery worker"),
         ({"serve_seconds": -1}, "--serve-seconds must be 0 or more"),
         ({"batch_size": 0}, "batch size must be at least 1"),
+        ({"data": "coco"}, "--data must be one of"),
     ],
 )
 def test_demo_options_are_checked_before_anything_starts(options: dict[str, float], message: str) -> None:
     with pytest.raises(LexlipError, match=message):
         DemoOptions(**options)  # type: ignore[arg-type]
+
+
+def test_each_demo_data_set_has_its_own_recipe_and_example_queries() -> None:
+    from lexlip_es.demo import DATASETS
+
+    assert DemoOptions().data == "emoji"
+    recipes = {name: data.recipe() for name, data in DATASETS.items()}
+    assert recipes["emoji"].model == "emoji" and recipes["shapes"].model == "shapes"
+    assert recipes["emoji"].key() != recipes["shapes"].key()
+    assert all(data.examples for data in DATASETS.values())
 
 
 def test_a_port_out_of_range_is_refused() -> None:

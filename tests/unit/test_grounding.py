@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_model
 
 from lexlip_es.encoders.lexlip import LexLIPEncoder
@@ -222,3 +223,19 @@ def test_no_training_time_restriction_reaches_the_saved_model(shapes: Path, tmp_
         encoder.model.text.cls.predictions.bias[outside] = 50.0
     after = encoder.encode_texts(["a red circle"])[0]
     assert outside not in before.indices.tolist() and outside in after.indices.tolist()
+
+
+def test_balanced_words_weigh_an_items_few_words_like_all_the_rest() -> None:
+    from trainer.objectives import words_loss
+    from trainer.vocabulary import LexiconTargets
+
+    columns = 101
+    wanted = torch.zeros(1, columns)
+    wanted[0, 0] = 1.0
+    zeros = torch.zeros(1, columns)
+    targets = LexiconTargets(torch.arange(columns), wanted, zeros, wanted, torch.ones(columns))
+    silent = torch.full((1, columns), -4.0)  # every column off, the wanted word too
+    plain, balanced = words_loss(silent, wanted, targets), words_loss(silent, wanted, targets, balanced=True)
+    on, off = F.softplus(torch.tensor(4.0)), F.softplus(torch.tensor(-4.0))  # BCE of logit -4 for a 1 and a 0
+    assert torch.isclose(plain, (on + 100 * off) / 101)  # the missed word is 1% of the plain loss
+    assert torch.isclose(balanced, on + off)  # and half of the balanced one

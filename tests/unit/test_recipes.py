@@ -31,3 +31,30 @@ def test_settings_change_the_cache_key() -> None:
     tweaked = ShapesRecipe(extra={"losses": {"own_tokens": 0.5}})
     assert tweaked.key() != base.key() and tweaked.settings()["losses"]["own_tokens"] == 0.5
     assert tweaked.settings()["losses"]["negatives"] == 256  # merged, not replaced
+
+
+def test_the_emoji_recipe_fine_tunes_its_pretrained_towers_gently() -> None:
+    from trainer.recipes import EmojiRecipe
+
+    recipe = EmojiRecipe()
+    settings = recipe.settings()
+    assert settings["model"] == "emoji" and settings["tower_lr"] < settings["lr"]
+    assert recipe.key().startswith("emoji-grounded-") and recipe.key() != ShapesRecipe().key()
+    assert recipe.dense_settings(60.0)["tower_lr"] == settings["tower_lr"]  # the twin: the same learning rates
+    TrainConfig(**settings).loss_config()
+
+
+def test_tower_lr_puts_the_towers_bodies_in_their_own_group() -> None:
+    from lexlip_es.model import create_model
+    from trainer.loop import is_tower, parameter_groups
+    from trainer.objectives import DenseObjective
+
+    objective = DenseObjective(create_model("tiny", kind="dense"), 0.05)
+    assert len(parameter_groups(objective, 1e-3, None)) == 1
+    heads, towers = parameter_groups(objective, 1e-3, 1e-5)
+    assert heads["lr"] == heads["base_lr"] == 1e-3 and towers["lr"] == towers["base_lr"] == 1e-5
+    names = {id(p): n for n, p in objective.named_parameters()}
+    assert {names[id(p)].split(".")[1] for p in towers["params"]} == {"text", "visual"}
+    assert {names[id(p)].split(".")[1] for p in heads["params"]} == {"text_proj", "visual_proj"}
+    assert is_tower("model.text.bert.encoder.layer.0.output.dense.weight")
+    assert not is_tower("model.text.cls.predictions.bias") and not is_tower("model.visual_head.decoder.weight")
