@@ -46,7 +46,7 @@ def test_demo_options_are_checked_before_anything_starts(options: dict[str, floa
 def test_each_demo_data_set_has_its_own_recipe_and_example_queries() -> None:
     from lexlip_es.demo import DATASETS
 
-    assert DemoOptions().data == "emoji"
+    assert DemoOptions().data == "shapes"
     recipes = {name: data.recipe() for name, data in DATASETS.items()}
     assert recipes["emoji"].model == "emoji" and recipes["shapes"].model == "shapes"
     assert recipes["emoji"].key() != recipes["shapes"].key()
