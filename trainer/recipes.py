@@ -99,7 +99,8 @@ class ShapesRecipe(Recipe):
 @dataclass(frozen=True)
 class EmojiRecipe(Recipe):
     """The `emoji` config: ImageNet EfficientNet-Lite0 and MiniLM-L6 towers fine-tuned at `tower_lr` under fresh
-    vocabulary heads at `lr`, batches of 64 at 128 px."""
+    vocabulary heads at `lr`, batches of 64 at 128 px, about 6 minutes on 2 CPU cores. Work in progress: t2i R@1
+    0.111 on the emoji test split, lexicons of 160-200 terms (README, Training)."""
 
     name: ClassVar[str] = "emoji"
     steps: int = 160
