@@ -7,8 +7,8 @@ test split (every image against all its captions). Rows, all at one training bud
 - LexLIP, emoji recipe (trainer/recipes.py: ImageNet EfficientNet-Lite0 + MiniLM-L6, fine-tuned at `tower_lr`
   under fresh vocabulary heads);
 - the dense twin on the same towers, data, batch and learning rates, for the same wall time;
-- the same two with the image tower from seeded random weights (MiniLM still pretrained), LexLIP for the same
-  steps, its twin for LexLIP-pretrained's wall time.
+- the same two with the image tower from seeded random weights (MiniLM still pretrained), trained whole (a random
+  stem is not worth freezing), both for LexLIP-pretrained's wall time.
 Figures: recall both ways, grounding@10, terms per vector, and zero-shot classification of the test images by
 OpenMoji group and subgroup ("an emoji of {label}") beside chance and the majority class. Writes
 benchmarks/results/emoji.md and emoji.json.
@@ -25,9 +25,13 @@ from shapes_common import evaluate, header, recall_table, write
 from lexlip_es.model.config import RANDOM
 from lexlip_es.settings import Settings
 from trainer.data.emoji import ensure_emoji
-from trainer.recipes import EmojiRecipe, Recipe, train_dense_twin, train_recipe
+from trainer.recipes import LEXLIP_DIR, EmojiRecipe, Recipe, train_dense_twin, train_recipe, train_stage
 
-TOWERS = {"pretrained": {}, "random": {"vision_weights": RANDOM}}
+TOWERS: dict[str, dict[str, Any]] = {
+    "pretrained": {},
+    # a random stem has nothing worth freezing: the random tower trains whole, for the same wall time
+    "random": {"vision_weights": RANDOM, "frozen_vision_blocks": None},
+}
 
 
 def zero_shot_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -47,9 +51,14 @@ def zero_shot_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def run(data: Path, out: Path, tower: str, recipe: Recipe, budget: float | None) -> tuple[list[dict[str, Any]], float]:
-    """LexLIP and its dense twin with this image tower; the twin gets `budget` seconds (default: LexLIP's)."""
+    """LexLIP and its dense twin with this image tower. Without a `budget` LexLIP runs the recipe's steps and its
+    twin gets LexLIP's wall time; with one, both train for `budget` seconds."""
     run_dir = out / tower
-    lexlip_s = train_recipe(data, run_dir, recipe)
+    if budget is None:
+        lexlip_s = train_recipe(data, run_dir, recipe)
+    else:
+        timed = {**recipe.settings(f"LexLIP, {tower} image tower"), "steps": 100 * recipe.steps, "max_seconds": budget}
+        lexlip_s = train_stage("finetune", data, run_dir / LEXLIP_DIR, timed, stream=True)
     dense_s = train_dense_twin(data, run_dir, budget or lexlip_s, recipe)
     rows = []
     for kind, seconds, folder in (("LexLIP", lexlip_s, "sparse"), ("dense twin", dense_s, "dense")):

@@ -199,16 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="image search end to end on embedded defaults, with a web page",
-        description="Build the data set (shapes by default), train or load its demo checkpoint, start OpenSearch and "
-        "Redis, ingest "
-        "the held-out images through Celery workers, print recall, and serve the search page "
+        description="Build the data set (emoji by default), train or load its demo checkpoint, start OpenSearch and "
+        "Redis, ingest the images through Celery workers, print recall on the held-out ones, and serve the search page "
         "(LEXLIP_DEMO_HOST:LEXLIP_DEMO_PORT, 127.0.0.1:8765 by default).",
     )
     demo.add_argument(
         "--data",
         choices=["emoji", "shapes"],
-        default="shapes",
-        help="shapes: the synthetic set (default); emoji: Fluent Emoji renders, OpenMoji words, pretrained towers",
+        default="emoji",
+        help="emoji: Fluent Emoji renders, OpenMoji words, pretrained towers (default); shapes: the synthetic set",
     )
     demo.add_argument("--workers", type=int, default=2, help="Celery worker processes for the ingest")
     demo.add_argument(

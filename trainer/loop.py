@@ -4,6 +4,7 @@ with the loss terms and metrics in JSONL."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.errors import LexlipError
 from lexlip_es.model.config import get_config
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images
+from trainer.frozen import FrozenStem, stem_features
 from trainer.objectives import PHASES, DenseObjective, LossConfig, Pretrainer
 from trainer.state import load_state, save_state
 from trainer.vocabulary import ActiveVocabulary
@@ -60,6 +62,7 @@ class TrainConfig:
     max_seconds: float | None = None  # a wall-time budget: the schedule runs on max(step/steps, time/budget)
     threads: int | None = None  # torch CPU threads (fixed for reproducible figures); None keeps torch's default
     label: str | None = None  # what the progress bar calls this run (e.g. "stage 1/2 dense twin")
+    frozen_vision_blocks: int | None = None  # a CNN tower's stem + first K blocks frozen, run once (trainer/frozen.py)
     text_weights: str | None = None  # a transformers folder (or weights source) starting the text tower + tokenizer
     vision_weights: str | None = None  # a timm folder (or weights source, e.g. efficientnet:lite0) for the vision tower
     cache_dir: str | None = None  # where converted weights are kept (the CLI passes Settings.cache_dir)
@@ -103,6 +106,13 @@ class ImageBank:
             raise TrainingError(f"no usable image among {len(pairs)} (first problems: {counter.reasons[:3]})")
         pixels = np.stack([resize_crop(img, size) for _, img in valid])
         return cls(pixels, [p.captions for p, _ in valid], counter)
+
+
+def trim_padding(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A training batch cut to its longest caption: the padding columns past it change no real token's output
+    (attention never reads them), and a batch of short captions costs the text tower and heads half as much."""
+    width = max(1, int(mask.sum(axis=1).max()))
+    return ids[:, :width], mask[:, :width]
 
 
 def _distributed() -> tuple[int, int]:
@@ -161,6 +171,8 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
         pretrainer = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids(), config.steps)
         pretrainer = pretrainer.to(device)
     pretrainer.train()
+    blocks = config.frozen_vision_blocks
+    stem = FrozenStem(encoder.model.visual, blocks) if blocks is not None else None
     groups = parameter_groups(pretrainer, config.lr, config.tower_lr)
     params = [p for group in groups for p in group["params"]]
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
@@ -184,8 +196,12 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     if len(bank.captions) < config.batch_size * world:
         raise TrainingError(f"{len(bank.captions)} images cannot fill one batch of {config.batch_size} x {world}")
     active = (
-        ActiveVocabulary(bank.captions, encoder.tokenizer, losses.negatives) if losses.negatives is not None else None
+        ActiveVocabulary(bank.captions, encoder.tokenizer, losses.negatives, losses.words_only, losses.max_df)
+        if losses.negatives is not None
+        else None
     )
+    if active is not None and losses.inactive_bias is not None and config.kind == "lexlip":
+        active.set_inactive_bias((encoder.model.text.cls.predictions, encoder.model.visual_head), losses.inactive_bias)
     if active is not None and rank == 0:
         echo(f"active vocabulary: {len(active)} caption tokens + {active.negatives} sampled negatives a step")
 
@@ -195,6 +211,13 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
         step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
         if rank == 0:
             echo(f"resuming {config.phase} at step {step}")
+    stem_cache = None
+    if stem is not None:
+        stem_cache = stem_features(stem, bank.pixels, lambda px: normalize(px, vision.mean, vision.std)).to(device)
+        stem.swap_out()
+        if rank == 0:
+            echo(f"frozen image stem: {config.frozen_vision_blocks} blocks run once, {tuple(stem_cache.shape)}")
+    whole = stem.whole if stem is not None else contextlib.nullcontext
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * lr_factor(step)
 
@@ -230,8 +253,11 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
                 index = batches[batch_in_epoch]
                 batch_in_epoch += 1
                 texts = [bank.captions[i][picks[i] % len(bank.captions[i])] for i in index]
-                ids, mask = encoder.tokenizer(texts)
-                pixels = torch.from_numpy(normalize(bank.pixels[index], vision.mean, vision.std)).to(device)
+                ids, mask = trim_padding(*encoder.tokenizer(texts))
+                if stem_cache is not None:
+                    pixels = stem_cache[torch.from_numpy(index).to(device)].float()
+                else:
+                    pixels = torch.from_numpy(normalize(bank.pixels[index], vision.mean, vision.std)).to(device)
                 generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
                 targets = active.targets(index, ids, mask, generator).to(device) if active is not None else None
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -275,10 +301,13 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
                     with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics:
                         metrics.write(json.dumps(row) + "\n")
                 if step % config.checkpoint_every == 0 or step == stop:
-                    _checkpoint(out, encoder, pretrainer, optimizer, config, step, epoch, batch_in_epoch)
+                    with whole():
+                        _checkpoint(out, encoder, pretrainer, optimizer, config, step, epoch, batch_in_epoch)
     finally:
         if bar is not None:
             bar.close()
+        if stem is not None:
+            stem.swap_in()
     final = out / FINAL
     if step < config.steps and not budget_spent:
         return out / LAST

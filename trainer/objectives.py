@@ -53,11 +53,28 @@ class LossConfig:
     image_weights: float = 0.0
     """Weight of the regression of the image lexicon onto the BM25 weights of its caption document (squared error
     over content columns): teaches how much each word says about the image, not only whether it applies."""
+    weights_direction: bool = False
+    """Regress the image lexicon's direction (L2-normalised) onto the normalised BM25 weights: their ratios, not
+    their scale. A real vocabulary's idf makes BM25 weights of rare words (6 and more) far larger than a
+    log-saturated logit reaches in a few hundred steps; the ratios are what ranks, and `output_norm` sets the
+    scale of what the model hands out."""
     caption_words: float = 0.0
     """Weight of the same loss for the caption lexicon against its own content words."""
     balanced_words: bool = False
     """The bag-of-words losses weigh an item's words and the other columns equally (see `words_loss`): needed once
     the active vocabulary is thousands of tokens (emoji), not a few dozen (shapes)."""
+    words_only: bool = False
+    """Train everything that is not a word *off*, on both sides: stop words, one-character pieces and tokens in more
+    than `max_df` of the training images' captions get target 0 in the bag-of-words losses (instead of being left
+    to the contrastive term, which turns "÷", "and" or the pieces of "emoji" into codes that match everything), and
+    a caption's own-token cut keeps only its words."""
+    max_df: float = 1.0
+    """A token in the captions of more than this fraction of the training images is no image's word (`words_only`)."""
+    inactive_bias: float | None = None
+    """Tokens outside the active vocabulary (no training caption uses them) start with this vocabulary-head bias
+    instead of the config's `head_bias`. Nothing in training can make them positives, and with pretrained word
+    embeddings as decoders they would otherwise clear the bias at inference; sampled negatives teach the same thing
+    one column at a time and cost most of a step on a real vocabulary. The saved model still scores every id."""
     own_tokens: float = 0.0
     """Fraction of the steps (from the start) during which a caption's lexicon is cut to its own tokens (STAIR's
     first stage: the image side must predict the caption's words); 1.0 keeps the cut for the whole run."""
@@ -74,6 +91,10 @@ class LossConfig:
         grounded = self.image_words > 0 or self.image_weights > 0 or self.caption_words > 0 or self.own_tokens > 0
         if grounded and self.negatives is None:
             raise ValueError("the bag-of-words losses and own_tokens need the active vocabulary (set negatives)")
+        if not 0.0 < self.max_df <= 1.0:
+            raise ValueError(f"max_df must be in (0, 1], got {self.max_df}")
+        if self.inactive_bias is not None and self.negatives is None:
+            raise ValueError("inactive_bias needs the active vocabulary (set negatives)")
         if self.momentum and self.negatives is not None:
             raise ValueError("phase 2's momentum queues score the whole vocabulary: leave negatives unset there")
 
@@ -281,8 +302,10 @@ class Pretrainer(nn.Module):
                 image_logits.amax(dim=1), targets.image_words, targets, cfg.balanced_words
             )
         if cfg.image_weights > 0:
-            error = (p_image - targets.image_weights) ** 2 * targets.content
-            terms["image_weights"] = cfg.image_weights * error.sum(dim=1).mean()
+            got, wanted = p_image * targets.content, targets.image_weights
+            if cfg.weights_direction:
+                got, wanted = F.normalize(got, dim=-1), F.normalize(wanted, dim=-1)
+            terms["image_weights"] = cfg.image_weights * ((got - wanted) ** 2).sum(dim=1).mean()
         if cfg.caption_words > 0:
             pooled = text_logits.masked_fill(~mask.bool().unsqueeze(-1), float("-inf")).amax(dim=1)
             terms["caption_words"] = cfg.caption_words * words_loss(
@@ -305,14 +328,16 @@ class Pretrainer(nn.Module):
         cfg, model = self.losses, self.model
         if cfg.active_vocabulary and targets is None:
             raise ValueError("this objective trains on the active vocabulary: pass the step's LexiconTargets")
+        image_hidden = model.image_hidden(pixels)
+        text_hidden = model.text_hidden(ids, mask) if cfg.contrastive or cfg.momentum or cfg.caption_words > 0 else None
         columns = targets.columns if targets is not None else None
         vocab_mask = model.vocab_mask if columns is None else model.vocab_mask[columns]
-        image_logits = model.image_logits(pixels, columns)
+        image_logits = vocabulary_logits(model.visual_head, image_hidden, columns)
         p_image = sparse_pool(image_logits, None, vocab_mask)
         terms = self._mlm_terms(image_logits, ids, mask, generator, columns)
         stats: dict[str, torch.Tensor] = {}
-        if cfg.contrastive or cfg.momentum or cfg.caption_words > 0:
-            text_logits = model.text_logits(ids, mask, columns)
+        if text_hidden is not None:
+            text_logits = vocabulary_logits(model.text.cls.predictions, text_hidden, columns)
             p_text = sparse_pool(text_logits, mask, vocab_mask)
             if targets is not None:
                 terms.update(self._word_terms(image_logits, p_image, text_logits, mask, targets))

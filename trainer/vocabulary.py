@@ -57,7 +57,17 @@ def bm25_weights(counts: np.ndarray, k1: float = 1.2, b: float = 0.75, scale: fl
 class ActiveVocabulary:
     """Tokens of the training captions (special tokens left out) and a sampler of negatives from the rest."""
 
-    def __init__(self, captions: Sequence[Sequence[str]], tokenizer: TextTokenizer, negatives: int) -> None:
+    def __init__(
+        self,
+        captions: Sequence[Sequence[str]],
+        tokenizer: TextTokenizer,
+        negatives: int,
+        words_only: bool = False,
+        max_df: float = 1.0,
+    ) -> None:
+        """`words_only`: the targets hold words only (content tokens in at most `max_df` of the images' captions)
+        and every active column is scored, so everything else is trained off; else non-content columns are left
+        out of the bag-of-words losses."""
         if negatives < 0:
             raise ValueError(f"negatives must be >= 0, got {negatives}")
         vocab = tokenizer.vocab
@@ -70,18 +80,33 @@ class ActiveVocabulary:
         used[ids[mask.astype(bool)]] = True
         used &= ~special
         self.active = np.flatnonzero(used)
+        self.inactive = torch.from_numpy(np.flatnonzero(~used & ~special))
         self.negatives = min(negatives, int((~used & ~special).sum()))
-        self._pool = torch.from_numpy(np.flatnonzero(~used & ~special))
+        self._pool = self.inactive
         self.column_of = np.full(len(vocab), -1, dtype=np.int64)
         self.column_of[self.active] = np.arange(self.active.size)
-        self.content = torch.tensor([float(is_content_token(vocab.tokens[t])) for t in self.active])
+        content = np.array([is_content_token(vocab.tokens[t]) for t in self.active], dtype=np.float32)
         # per image: how often each content word occurs over all its captions, then BM25 over the images
         counts = np.zeros((len(captions), self.active.size), dtype=np.float32)
         for row, image in zip(np.asarray(ids), owner, strict=True):
             columns = self.column_of[row]
             np.add.at(counts[image], columns[columns >= 0], 1.0)
-        counts *= self.content.numpy()[None, :]
+        counts *= content[None, :]
+        if words_only:
+            content *= (counts > 0).mean(axis=0) <= max_df
+            counts *= content[None, :]
+        self.words = torch.from_numpy(content)
+        """1 for the columns that are words: the only possible targets."""
+        self.content = torch.ones_like(self.words) if words_only else self.words
+        self._words_only = words_only
         self._image_weights = torch.from_numpy(bm25_weights(counts).astype(np.float32))
+
+    @torch.no_grad()
+    def set_inactive_bias(self, heads: Sequence[torch.nn.Module], value: float) -> None:
+        """Start every token outside the active vocabulary (special tokens aside) at bias `value` in these LM heads."""
+        for head in heads:
+            bias: torch.Tensor = head.bias  # type: ignore[assignment]
+            bias[self.inactive.to(bias.device)] = value
 
     def __len__(self) -> int:
         return int(self.active.size)
@@ -102,5 +127,7 @@ class ActiveVocabulary:
         own = self.column_of[np.where(mask.astype(bool), ids, 0)]
         rows, cols = np.nonzero(own >= 0)
         own_words[torch.from_numpy(rows), torch.from_numpy(own[rows, cols])] = 1.0
+        if self._words_only:
+            own_words[:, :active] *= self.words
         content = torch.cat([self.content, torch.ones(self.negatives)])
         return LexiconTargets(columns, image_words, image_weights, own_words, content)

@@ -73,6 +73,10 @@ class LexLIPConfig:
     head_bias: float | None = None
     """Start every vocabulary logit's bias here (e.g. -2: every token off until training turns it on, so tokens a
     training run never scores stay out of every lexicon). None keeps the MLM head's own bias."""
+    output_norm: float | None = None
+    """Scale every lexicon to this L2 norm before it leaves the model (and is quantized). A model trained with a
+    cosine contrastive term never learned to keep its vectors' norms comparable, and an index scores dot products:
+    without this the images with the largest norms win queries they lose in training. None: raw vectors."""
     comment: str = ""
 
     def __post_init__(self) -> None:
@@ -80,6 +84,8 @@ class LexLIPConfig:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.output_norm is not None and not self.output_norm > 0:
+            raise ValueError(f"output_norm must be positive, got {self.output_norm!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LexLIPConfig:
@@ -96,6 +102,7 @@ class LexLIPConfig:
             kind=data.get("kind", "lexlip"),
             head=data.get("head", "mlm"),
             head_bias=data.get("head_bias"),
+            output_norm=data.get("output_norm"),
             comment=data.get("comment", ""),
         )
 

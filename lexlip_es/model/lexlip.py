@@ -67,21 +67,35 @@ class LexLIPModel(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, columns: torch.Tensor | None = None
     ) -> torch.Tensor:
         """B x L x V logits, or B x L x len(columns) for those vocabulary ids only (training's active vocabulary)."""
-        hidden = self.text.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return vocabulary_logits(self.text.cls.predictions, hidden, columns)
+        return vocabulary_logits(self.text.cls.predictions, self.text_hidden(input_ids, attention_mask), columns)
+
+    def text_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """B x L x hidden: what the text vocabulary head reads."""
+        hidden: torch.Tensor = self.text.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return hidden
 
     def image_logits(self, pixel_values: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """B x positions x V logits (or x len(columns)); a CNN's feature-map cells are its positions."""
+        return vocabulary_logits(self.visual_head, self.image_hidden(pixel_values), columns)
+
+    def image_hidden(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """B x positions x hidden: what the visual vocabulary head reads."""
         tokens = self.visual.forward_features(pixel_values)
         if tokens.ndim == 4:  # B x C x H x W -> B x HW x C
             tokens = tokens.flatten(2).transpose(1, 2)
-        return vocabulary_logits(self.visual_head, self.visual_proj(tokens), columns)
+        hidden: torch.Tensor = self.visual_proj(tokens)
+        return hidden
 
     def sparse_from_logits(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return sparse_pool(logits, mask, self.vocab_mask)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return sparse_pool(self.text_logits(input_ids, attention_mask), attention_mask, self.vocab_mask)
+        return self.scaled(sparse_pool(self.text_logits(input_ids, attention_mask), attention_mask, self.vocab_mask))
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return sparse_pool(self.image_logits(pixel_values), None, self.vocab_mask)
+        return self.scaled(sparse_pool(self.image_logits(pixel_values), None, self.vocab_mask))
+
+    def scaled(self, p: torch.Tensor) -> torch.Tensor:
+        """The lexicons a model hands out: at the config's `output_norm` when it sets one, else as pooled."""
+        norm = self.config.output_norm
+        return p if norm is None else F.normalize(p, dim=-1) * norm

@@ -19,6 +19,16 @@ def test_held_out_rows_are_the_test_split_with_paths_and_all_captions(tmp_path: 
         assert Path(row["image"]).is_file() and len(row["captions"]) == 5
 
 
+def test_manifest_rows_carry_their_split_so_recall_can_keep_to_the_test_split(tmp_path: Path) -> None:
+    from lexlip_es.demo import TEST_ONLY, manifest_rows
+
+    data = generate_shapes(tmp_path, 3, 1, 2, seed=4)
+    rows = manifest_rows(data, "shapes", ("train", "val", "test"))
+    assert [r["metadata"]["split"] for r in rows] == ["train"] * 3 + ["val"] + ["test"] * 2
+    assert [r for r in rows if r["metadata"]["split"] == "test"] == held_out(data)
+    assert TEST_ONLY == ({"term": {"split.keyword": "test"}},)
+
+
 def test_a_taken_port_fails_before_the_long_steps() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -46,7 +56,8 @@ def test_demo_options_are_checked_before_anything_starts(options: dict[str, floa
 def test_each_demo_data_set_has_its_own_recipe_and_example_queries() -> None:
     from lexlip_es.demo import DATASETS
 
-    assert DemoOptions().data == "shapes"
+    assert DemoOptions().data == "emoji"  # real pictures by default
+    assert DATASETS["emoji"].splits == ("train", "val", "test") and DATASETS["shapes"].splits == ("test",)
     recipes = {name: data.recipe() for name, data in DATASETS.items()}
     assert recipes["emoji"].model == "emoji" and recipes["shapes"].model == "shapes"
     assert recipes["emoji"].key() != recipes["shapes"].key()

@@ -239,3 +239,20 @@ def test_balanced_words_weigh_an_items_few_words_like_all_the_rest() -> None:
     on, off = F.softplus(torch.tensor(4.0)), F.softplus(torch.tensor(-4.0))  # BCE of logit -4 for a 1 and a 0
     assert torch.isclose(plain, (on + 100 * off) / 101)  # the missed word is 1% of the plain loss
     assert torch.isclose(balanced, on + off)  # and half of the balanced one
+
+
+def test_words_only_trains_every_column_and_targets_only_words(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    # "red" is in every image's captions (df 1.0 > max_df 0.6): no image's word; "a" and "," are not words at all
+    captions = [("a red circle", "red circle, red"), ("a red star",), ("red square",)]
+    plain = ActiveVocabulary(captions, tokenizer, negatives=0)
+    active = ActiveVocabulary(captions, tokenizer, negatives=0, words_only=True, max_df=0.6)
+    name = {c: tokenizer.vocab.tokens[t] for c, t in enumerate(active.active)}
+    assert {name[c] for c in np.flatnonzero(plain.content.numpy())} == {"red", "circle", "star", "square"}
+    assert active.content.tolist() == [1.0] * len(active)  # every column is scored: the rest is trained off
+    assert {name[c] for c in np.flatnonzero(active.words.numpy())} == {"circle", "star", "square"}
+    ids_, mask = tokenizer(["a red circle", "a red star"])
+    targets = active.targets(np.array([0, 1]), ids_, mask, torch.Generator().manual_seed(0))
+    assert {name[c] for c in np.flatnonzero(targets.image_words[0].numpy())} == {"circle"}
+    assert {name[c] for c in np.flatnonzero(targets.own_words[1].numpy())} == {"star"}  # not "a", not "red"
+    with pytest.raises(ValueError, match="max_df"):
+        LossConfig(max_df=0.0)
