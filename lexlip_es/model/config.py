@@ -124,9 +124,14 @@ class LexLIPConfig:
         A text folder that holds a tokenizer (tokenizer.json, or a BERT vocab.txt, turned into tokenizer.json under
         `cache_dir/tokenizers`, or a fresh temporary folder without `cache_dir`) becomes the config's tokenizer too.
         A vision folder in timm's layout whose config.json gives the weights' `pretrained_cfg` mean and std sets the
-        config's image normalisation. The weights themselves are checked when the towers are built.
+        config's image normalisation. The weights themselves are checked when the towers are built. `random`
+        (`RANDOM`) starts that tower from seeded random weights instead of the config's source.
         """
         config = self
+        if str(text) == RANDOM:  # seeded random weights: no source at all
+            config, text = replace(config, text=replace(config.text, weights=None)), None
+        if str(vision) == RANDOM:
+            config, vision = replace(config, vision=replace(config.vision, weights=None)), None
         if text is not None:
             source = _absolute_source(text)
             config = replace(config, text=replace(config.text, weights=source))

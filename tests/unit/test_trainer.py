@@ -321,3 +321,30 @@ def test_eval_command_prints_recall(shapes: Path, encoder: LexLIPEncoder, tmp_pa
 def test_sparse_vector_helpers_used_by_eval() -> None:
     v = SparseVector(np.array([1, 3]), np.array([2, 4], np.int32))
     assert v.to_dense(5).tolist() == [0, 2, 0, 4, 0]
+
+
+def test_a_frozen_stem_run_saves_the_whole_unchanged_tower_and_resumes_exactly(shapes: Path, tmp_path: Path) -> None:
+    # the emoji config (EfficientNet-Lite0 + MiniLM-L6) from random image weights: stem + blocks 0-2 frozen, run once
+    settings = {
+        "model": "emoji",
+        "vision_weights": "random",
+        "frozen_vision_blocks": 3,
+        "batch_size": 4,
+        "tower_lr": 1e-4,
+        "phase": "finetune",
+    }
+    straight = train(_config(shapes, tmp_path / "a", **settings))
+    stopped = train(_config(shapes, tmp_path / "b", stop_after=2, **settings))
+    start = load_file(str(stopped / "model.safetensors"))  # step 2 (the resumed run overwrites `last`)
+    resumed = train(_config(shapes, tmp_path / "b", **settings))
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    untouched = [
+        k for k in a if k.startswith(("visual.conv_stem.", "visual.bn1.", "visual.blocks.0.", "visual.blocks.2."))
+    ]
+    trained = [k for k in a if k.startswith("visual.blocks.5.") and k.endswith("weight")]
+    assert untouched and trained
+    assert all(torch.equal(a[k], start[k]) for k in untouched)  # frozen, and saved whole
+    assert any(not torch.equal(a[k], start[k]) for k in trained)
+    loaded = LexLIPEncoder.from_pretrained(resumed).model.state_dict()
+    assert all(torch.equal(loaded[k], a[k]) for k in untouched + trained)  # the checkpoint loads as a whole tower
