@@ -89,8 +89,8 @@ def main() -> None:
         *(f"- {k}: {v}" for k, v in header().items()),
         f"- test split: {first['images']} images, {first['captions']} captions (split by base emoji: no skin-tone "
         "variant of a test emoji was seen in training)",
-        f"- recipe: trainer/recipes.py EmojiRecipe, {args.steps} steps of {EmojiRecipe.batch_size}; every dense twin "
-        f"trains for the first LexLIP run's wall time ({budget:.0f} s)",
+        f"- recipe: trainer/recipes.py EmojiRecipe, {args.steps} steps of {EmojiRecipe.batch_size}; every other run "
+        f"(the dense twins, LexLIP with a random image tower) trains for that run's wall time ({budget:.0f} s)",
         "- LexLIP scored by exact integer dot products of quantized vectors; ties count against the model",
         "",
         *recall_table(rows),
