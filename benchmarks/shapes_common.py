@@ -56,6 +56,10 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def terms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def recall_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown rows: recall both ways, training seconds and the mean number of stored terms where known."""
     lines = [
@@ -67,8 +71,8 @@ def recall_table(rows: list[dict[str, Any]]) -> list[str]:
         t, i = r["text_to_image"], r["image_to_text"]
         lines.append(
             f"| {r['system']} | {t['R@1']:.3f} | {t['R@5']:.3f} | {t['R@10']:.3f} | {i['R@1']:.3f} | "
-            f"{i['R@5']:.3f} | {i['R@10']:.3f} | {r['train_s']:.0f} | {r.get('mean_nnz_image', '-')} | "
-            f"{r.get('mean_nnz_text', '-')} | {fmt(r.get('grounding@10_image'))} | "
+            f"{i['R@5']:.3f} | {i['R@10']:.3f} | {r['train_s']:.0f} | {terms(r.get('mean_nnz_image'))} | "
+            f"{terms(r.get('mean_nnz_text'))} | {fmt(r.get('grounding@10_image'))} | "
             f"{fmt(r.get('grounding@10_caption'))} |"
         )
     return lines

@@ -261,7 +261,8 @@ def recall(
     t2i = [0] * len(KS)
     for (image_id, _), vector in zip(captions, vectors, strict=True):
         features = vector.to_features(encoder.vocab, escape=False)
-        found = [h.id for h in search.search_vector(features, depth, filters=filters)]
+        # a caption whose lexicon is empty (no word the model knows, e.g. "#") finds nothing: a miss, not an error
+        found = [h.id for h in search.search_vector(features, depth, filters=filters)] if features else []
         for j, k in enumerate(KS):
             t2i[j] += image_id in found[:k]
     i2t = [0] * len(KS)
