@@ -82,7 +82,6 @@ class ActiveVocabulary:
         self.active = np.flatnonzero(used)
         self.inactive = torch.from_numpy(np.flatnonzero(~used & ~special))
         self.negatives = min(negatives, int((~used & ~special).sum()))
-        self._pool = self.inactive
         self.column_of = np.full(len(vocab), -1, dtype=np.int64)
         self.column_of[self.active] = np.arange(self.active.size)
         content = np.array([is_content_token(vocab.tokens[t]) for t in self.active], dtype=np.float32)
@@ -116,8 +115,8 @@ class ActiveVocabulary:
     ) -> LexiconTargets:
         """Targets for a batch: `images` are bank indices, `ids`/`mask` the batch's tokenized captions."""
         batch, active = len(images), len(self)
-        picks = torch.randperm(self._pool.numel(), generator=generator)[: self.negatives]
-        negatives, _ = self._pool[picks].sort()
+        picks = torch.randperm(self.inactive.numel(), generator=generator)[: self.negatives]
+        negatives, _ = self.inactive[picks].sort()
         columns = torch.cat([torch.from_numpy(self.active), negatives])
         width = active + self.negatives
         image_weights = torch.zeros(batch, width)
