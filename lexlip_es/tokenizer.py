@@ -55,3 +55,10 @@ class TextTokenizer:
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.directory / TOKENIZER_FILE, directory / TOKENIZER_FILE)
         (directory / VOCAB_FILE).write_text("\n".join(self.vocab.tokens) + "\n", encoding="utf-8")
+
+
+def trim_padding(ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
+    """A batch cut to its longest text: the padding columns past it change no real token's output (attention never
+    reads them), and a batch of short captions costs the text tower and its vocabulary head far less."""
+    width = max(1, int(mask.sum(axis=1).max()))
+    return ids[:, :width], mask[:, :width]

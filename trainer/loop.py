@@ -23,6 +23,7 @@ from lexlip_es.encoders.images import normalize, resize_crop
 from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.errors import LexlipError
 from lexlip_es.model.config import get_config
+from lexlip_es.tokenizer import trim_padding
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images
 from trainer.frozen import FrozenStem, stem_features
 from trainer.objectives import PHASES, DenseObjective, LossConfig, Pretrainer
@@ -106,13 +107,6 @@ class ImageBank:
             raise TrainingError(f"no usable image among {len(pairs)} (first problems: {counter.reasons[:3]})")
         pixels = np.stack([resize_crop(img, size) for _, img in valid])
         return cls(pixels, [p.captions for p, _ in valid], counter)
-
-
-def trim_padding(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A training batch cut to its longest caption: the padding columns past it change no real token's output
-    (attention never reads them), and a batch of short captions costs the text tower and heads half as much."""
-    width = max(1, int(mask.sum(axis=1).max()))
-    return ids[:, :width], mask[:, :width]
 
 
 def _distributed() -> tuple[int, int]:

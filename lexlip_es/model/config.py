@@ -20,6 +20,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 KINDS = ("lexlip", "dense")
 HEADS = ("mlm", "linear")
+POOLS = ("cells", "mean")
 POS_INITS = (None, "sincos")
 RANDOM = "random"
 """A weights source meaning: no starting weights (a tower from seeded random init, the baseline a pretrained one is
@@ -46,10 +47,15 @@ class VisionConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     pos_init: str | None = None
     """"sincos": start a ViT's position embeddings as fixed-frequency 2-D sines (trainable); None keeps timm's."""
+    pool: str = "cells"
+    """What the vocabulary head reads: "cells" = every position (patch or feature-map cell), max-pooled into the
+    lexicon as in the paper; "mean" = their mean, one position (the global view a dense model pools)."""
 
     def __post_init__(self) -> None:
         if self.pos_init not in POS_INITS:
             raise ValueError(f"pos_init must be one of {POS_INITS}, got {self.pos_init!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,8 @@ class LexLIPModel(nn.Module):
         tokens = self.visual.forward_features(pixel_values)
         if tokens.ndim == 4:  # B x C x H x W -> B x HW x C
             tokens = tokens.flatten(2).transpose(1, 2)
+        if self.config.vision.pool == "mean":
+            tokens = tokens.mean(dim=1, keepdim=True)
         hidden: torch.Tensor = self.visual_proj(tokens)
         return hidden
 

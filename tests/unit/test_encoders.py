@@ -74,6 +74,20 @@ def test_batch_size_does_not_change_vectors(encoder: LexLIPEncoder) -> None:
     assert encoder.encode_images(images, scale=100) == [encoder.encode_images([im], scale=100)[0] for im in images]
 
 
+def test_texts_run_sorted_by_length_and_cut_to_it_give_the_fixed_length_vectors(encoder: LexLIPEncoder) -> None:
+    """Texts are batched by length and each batch cut to its longest text: same vectors, same order as running
+    every text at the tokenizer's full padded length."""
+    from lexlip_es.encoders.lexlip import _finish
+
+    texts = [t * (1 + i % 3) for i, t in enumerate(MORE_TEXTS * 2)]  # three lengths, interleaved; two windows
+    small = LexLIPEncoder(encoder.model, encoder.config, encoder.tokenizer, batch_size=3)  # windows of 24 texts
+    ids, mask = encoder.tokenizer(texts)
+    assert len(set(mask.sum(axis=1).tolist())) >= 3 and ids.shape[1] == encoder.tokenizer.max_length
+    with torch.inference_mode():
+        padded = encoder.model.encode_text(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    assert small.encode_texts(texts, scale=100) == [_finish(row, 100, None) for row in padded]
+
+
 def test_special_tokens_never_carry_weight(encoder: LexLIPEncoder) -> None:
     special = set(encoder.vocab.special_ids())
     assert {0, 100, 101, 102, 103} <= special and len(special) > 900  # [PAD] [UNK] [CLS] [SEP] [MASK] + [unusedN]

@@ -10,8 +10,9 @@ import torch
 
 from lexlip_es.model import create_tokenizer, get_config
 from lexlip_es.model.lexlip import LexLIPModel
+from lexlip_es.tokenizer import trim_padding
 from trainer.frozen import FrozenStem, stem_features
-from trainer.loop import parameter_groups, trim_padding
+from trainer.loop import parameter_groups
 from trainer.vocabulary import ActiveVocabulary
 
 
