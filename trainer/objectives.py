@@ -75,6 +75,10 @@ class LossConfig:
     instead of the config's `head_bias`. Nothing in training can make them positives, and with pretrained word
     embeddings as decoders they would otherwise clear the bias at inference; sampled negatives teach the same thing
     one column at a time and cost most of a step on a real vocabulary. The saved model still scores every id."""
+    dense_weight: float = 0.0
+    """Weight of an auxiliary dense contrastive term during training: the towers' mean-pooled features through two
+    small projections (trainer-only, never saved with the model), compared as the dense twin compares them. It
+    aligns the towers' features across modalities, which the vocabulary heads then read."""
     own_tokens: float = 0.0
     """Fraction of the steps (from the start) during which a caption's lexicon is cut to its own tokens (STAIR's
     first stage: the image side must predict the caption's words); 1.0 keeps the cut for the whole run."""
@@ -111,6 +115,19 @@ PHASES: dict[str, dict[str, Any]] = {
     "phase2": {"self_mlm": False, "image_mlm": False, "text_mlm": False, "contrastive": False, "momentum": True},
     "finetune": {"self_mlm": False, "image_mlm": False, "text_mlm": False, "contrastive": True},
 }
+
+
+def symmetric_contrastive(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """In-batch InfoNCE both ways between row-aligned vectors (row i of `a` belongs with row i of `b`)."""
+    scores = a @ b.T / temperature
+    target = torch.arange(scores.shape[0], device=scores.device)
+    return (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """B x L x H -> B x H: the mean over real (mask 1) positions."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
 def flops(p: torch.Tensor) -> torch.Tensor:
@@ -188,6 +205,11 @@ class Pretrainer(nn.Module):
             )
         else:
             self.text_decoder = None
+        self.dense_image: nn.Linear | None = None
+        self.dense_text: nn.Linear | None = None
+        if losses.dense_weight > 0:
+            self.dense_image = nn.Linear(hidden, model.config.dense_dim)
+            self.dense_text = nn.Linear(hidden, model.config.dense_dim)
         self.momentum_model: LexLIPModel | None = None
         self.step: torch.Tensor
         self.queue_ptr: torch.Tensor
@@ -313,6 +335,15 @@ class Pretrainer(nn.Module):
             )
         return terms
 
+    def _dense_terms(
+        self, image_hidden: torch.Tensor, text_hidden: torch.Tensor, mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        if self.dense_image is None or self.dense_text is None:
+            return {}
+        image = F.normalize(self.dense_image(image_hidden.mean(dim=1)), dim=-1)
+        text = F.normalize(self.dense_text(masked_mean(text_hidden, mask)), dim=-1)
+        return {"dense": self.losses.dense_weight * symmetric_contrastive(image, text, self.losses.temperature)}
+
     def _restricted(self) -> bool:
         return float(self.step) < self.losses.own_tokens * self.total_steps
 
@@ -329,12 +360,15 @@ class Pretrainer(nn.Module):
         if cfg.active_vocabulary and targets is None:
             raise ValueError("this objective trains on the active vocabulary: pass the step's LexiconTargets")
         image_hidden = model.image_hidden(pixels)
-        text_hidden = model.text_hidden(ids, mask) if cfg.contrastive or cfg.momentum or cfg.caption_words > 0 else None
+        needs_text = cfg.contrastive or cfg.momentum or cfg.caption_words > 0 or cfg.dense_weight > 0
+        text_hidden = model.text_hidden(ids, mask) if needs_text else None
         columns = targets.columns if targets is not None else None
         vocab_mask = model.vocab_mask if columns is None else model.vocab_mask[columns]
         image_logits = vocabulary_logits(model.visual_head, image_hidden, columns)
         p_image = sparse_pool(image_logits, None, vocab_mask)
         terms = self._mlm_terms(image_logits, ids, mask, generator, columns)
+        if text_hidden is not None:
+            terms.update(self._dense_terms(image_hidden, text_hidden, mask))
         stats: dict[str, torch.Tensor] = {}
         if text_hidden is not None:
             text_logits = vocabulary_logits(model.text.cls.predictions, text_hidden, columns)
@@ -360,10 +394,7 @@ class Pretrainer(nn.Module):
         v_image = self._vector(p_image, cfg.train_top_k_image)
         v_text = self._vector(p_text, cfg.train_top_k_text)
         if cfg.contrastive:
-            scores = v_image @ v_text.T / cfg.temperature
-            target = torch.arange(scores.shape[0], device=scores.device)
-            both_ways = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
-            terms["contrastive"] = cfg.contrastive_weight * both_ways
+            terms["contrastive"] = cfg.contrastive_weight * symmetric_contrastive(v_image, v_text, cfg.temperature)
         if cfg.momentum:
             terms["momentum"] = self._momentum_loss(v_image, v_text, pixels, ids, mask)
         weight = self._flops_weight()
@@ -445,9 +476,9 @@ class DenseObjective(nn.Module):
         generator: torch.Generator | None = None,
         targets: LexiconTargets | None = None,
     ) -> dict[str, torch.Tensor]:
-        scores = self.model.encode_image(pixels) @ self.model.encode_text(ids, mask).T / self.temperature
-        target = torch.arange(scores.shape[0], device=scores.device)
-        loss = (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+        loss = symmetric_contrastive(
+            self.model.encode_image(pixels), self.model.encode_text(ids, mask), self.temperature
+        )
         return {"loss": loss, "contrastive": loss.detach()}
 
     def momentum_update(self) -> None:

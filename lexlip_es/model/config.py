@@ -21,6 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 KINDS = ("lexlip", "dense")
 HEADS = ("mlm", "linear")
 POOLS = ("cells", "mean")
+PROJS = ("linear", "mlp")
 POS_INITS = (None, "sincos")
 RANDOM = "random"
 """A weights source meaning: no starting weights (a tower from seeded random init, the baseline a pretrained one is
@@ -50,12 +51,17 @@ class VisionConfig:
     pool: str = "cells"
     """What the vocabulary head reads: "cells" = every position (patch or feature-map cell), max-pooled into the
     lexicon as in the paper; "mean" = their mean, one position (the global view a dense model pools)."""
+    proj: str = "linear"
+    """From the tower's width to the text hidden size the vocabulary head reads: "linear" (or nothing when the
+    widths match), or "mlp" (width -> width, GELU, -> hidden): more room to say words than a linear map."""
 
     def __post_init__(self) -> None:
         if self.pos_init not in POS_INITS:
             raise ValueError(f"pos_init must be one of {POS_INITS}, got {self.pos_init!r}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        if self.proj not in PROJS:
+            raise ValueError(f"proj must be one of {PROJS}, got {self.proj!r}")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,13 @@ def vocabulary_logits(head: Any, hidden: torch.Tensor, columns: torch.Tensor | N
     return F.linear(features, head.decoder.weight[columns], head.bias[columns])
 
 
+def visual_projection(kind: str, width: int, hidden: int) -> nn.Module:
+    """The image tower's features -> the hidden size the visual vocabulary head reads (VisionConfig.proj)."""
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, hidden))
+    return nn.Identity() if width == hidden else nn.Linear(width, hidden)
+
+
 class LexLIPModel(nn.Module):
     def __init__(
         self,
@@ -54,7 +61,7 @@ class LexLIPModel(nn.Module):
         self.visual: Any = build_visual(config.vision, vision_weights, cache_dir, name=config.name)
         hidden = self.text.config.hidden_size
         width = visual_width(self.visual)
-        self.visual_proj: Any = nn.Identity() if width == hidden else nn.Linear(width, hidden)
+        self.visual_proj: Any = visual_projection(config.vision.proj, width, hidden)
         # The visual LM head starts as a copy of the text MLM head (its own parameters, not tied).
         self.visual_head: Any = copy.deepcopy(self.text.cls.predictions)
         self.visual_head.decoder.weight = nn.Parameter(self.text.cls.predictions.decoder.weight.detach().clone())

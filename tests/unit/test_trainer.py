@@ -130,9 +130,11 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(encoder: LexLIPEncoder, sha
 def test_every_parameter_gets_a_gradient_and_the_bottleneck_embeddings_do_not(
     encoder: LexLIPEncoder, shapes: Path
 ) -> None:
-    module = _pretrainer(encoder).train()
+    module = _pretrainer(encoder, dense_weight=0.5).train()  # every term, the auxiliary dense one included
     pixels, ids, mask = _batch(encoder, shapes)
-    module(pixels, ids, mask, generator=torch.Generator().manual_seed(0))["loss"].backward()
+    out = module(pixels, ids, mask, generator=torch.Generator().manual_seed(0))
+    assert "dense" in out and module.dense_image is not None
+    out["loss"].backward()
     missing = [n for n, p in module.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
     assert missing == []
 
