@@ -64,6 +64,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (fixed for reproducible figures); None keeps torch's default
     label: str | None = None  # what the progress bar calls this run (e.g. "stage 1/2 dense twin")
     frozen_vision_blocks: int | None = None  # a CNN tower's stem + first K blocks frozen, run once (trainer/frozen.py)
+    group_by: str | None = None  # batches hold whole groups of this record field (emoji "base": siblings together)
     text_weights: str | None = None  # a transformers folder (or weights source) starting the text tower + tokenizer
     vision_weights: str | None = None  # a timm folder (or weights source, e.g. efficientnet:lite0) for the vision tower
     cache_dir: str | None = None  # where converted weights are kept (the CLI passes Settings.cache_dir)
@@ -98,15 +99,23 @@ class ImageBank:
     pixels: np.ndarray
     captions: list[tuple[str, ...]]
     skipped: CorruptCounter
+    groups: list[str] | None = None
+    """Each image's group (TrainConfig.group_by): batches are filled with whole groups."""
 
     @classmethod
-    def build(cls, pairs: list[Pair], size: int, max_pixels: int) -> ImageBank:
+    def build(cls, pairs: list[Pair], size: int, max_pixels: int, group_by: str | None = None) -> ImageBank:
         counter = CorruptCounter()
         valid = load_valid_images(pairs, max_pixels, counter)
         if not valid:
             raise TrainingError(f"no usable image among {len(pairs)} (first problems: {counter.reasons[:3]})")
         pixels = np.stack([resize_crop(img, size) for _, img in valid])
-        return cls(pixels, [p.captions for p, _ in valid], counter)
+        groups = None
+        if group_by is not None:
+            missing = sum(group_by not in p.meta for p, _ in valid)
+            if missing:
+                raise TrainingError(f"group_by {group_by!r}: {missing} of {len(valid)} records have no such field")
+            groups = [str(p.meta[group_by]) for p, _ in valid]
+        return cls(pixels, [p.captions for p, _ in valid], counter, groups)
 
 
 def _distributed() -> tuple[int, int]:
@@ -118,11 +127,21 @@ def _distributed() -> tuple[int, int]:
     return rank, world
 
 
-def _batch_indices(n: int, batch: int, seed: int, epoch: int, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
-    """Epoch order and caption choice from (seed, epoch) alone, so a resumed run sees the same batches."""
+def _batch_indices(
+    n: int, batch: int, seed: int, epoch: int, rank: int, world: int, groups: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch order and caption choice from (seed, epoch) alone, so a resumed run sees the same batches. With
+    `groups`, the groups are shuffled and laid out whole, so members of a group (skin-tone siblings) share a batch
+    and are each other's in-batch negatives."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n)
     caption_pick = rng.integers(0, 1 << 30, size=n)
+    if groups is not None:
+        members: dict[str, list[int]] = {}
+        for i in order.tolist():
+            members.setdefault(groups[i], []).append(i)
+        keys = list(members)
+        order = np.array([i for g in rng.permutation(len(keys)).tolist() for i in members[keys[g]]])
     per_rank = (n // (batch * world)) * batch
     mine = order[rank * per_rank : (rank + 1) * per_rank]
     return mine.reshape(-1, batch), caption_pick
@@ -184,7 +203,7 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     if config.max_images:
         pairs = pairs[: config.max_images]
     vision = encoder.config.vision
-    bank = ImageBank.build(pairs, vision.image_size, encoder.max_pixels)
+    bank = ImageBank.build(pairs, vision.image_size, encoder.max_pixels, config.group_by)
     if bank.skipped.skipped and rank == 0:
         echo(f"skipped {bank.skipped.skipped} unusable image(s), e.g. {bank.skipped.reasons[0]}")
     if len(bank.captions) < config.batch_size * world:
@@ -231,7 +250,7 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
         else:
             bar = tqdm(total=config.steps, initial=step, desc=label, dynamic_ncols=True)
     started, images_seen = time.monotonic(), 0
-    batches, picks = _batch_indices(len(bank.captions), config.batch_size, config.seed, epoch, rank, world)
+    batches, picks = _batch_indices(len(bank.captions), config.batch_size, config.seed, epoch, rank, world, bank.groups)
     try:
         stop = min(config.steps, config.stop_after or config.steps)
         budget_spent = False
@@ -242,7 +261,7 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
                 if batch_in_epoch >= len(batches):
                     epoch, batch_in_epoch = epoch + 1, 0
                     batches, picks = _batch_indices(
-                        len(bank.captions), config.batch_size, config.seed, epoch, rank, world
+                        len(bank.captions), config.batch_size, config.seed, epoch, rank, world, bank.groups
                     )
                 index = batches[batch_in_epoch]
                 batch_in_epoch += 1

@@ -19,7 +19,7 @@ from lexlip_es.sparse import SparseVector
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images, write_webdataset
 from trainer.data.shapes import generate_shapes
 from trainer.evaluate import ranks_against, retrieval_metrics
-from trainer.loop import TrainConfig, train
+from trainer.loop import TrainConfig, _batch_indices, train
 from trainer.masking import IGNORE, WholeWordMasker
 from trainer.objectives import LossConfig, Pretrainer
 
@@ -350,3 +350,17 @@ def test_a_frozen_stem_run_saves_the_whole_unchanged_tower_and_resumes_exactly(s
     assert any(not torch.equal(a[k], start[k]) for k in trained)
     loaded = LexLIPEncoder.from_pretrained(resumed).model.state_dict()
     assert all(torch.equal(loaded[k], a[k]) for k in untouched + trained)  # the checkpoint loads as a whole tower
+
+
+def test_grouped_batches_keep_each_group_together_and_cover_the_epoch() -> None:
+    groups = [f"family{i // 6}" for i in range(30)] + [f"single{i}" for i in range(34)]
+    batches, _ = _batch_indices(len(groups), 8, 0, 3, 0, 1, groups)
+    order = batches.flatten().tolist()
+    assert sorted(order) == list(range(64))
+    for family in {g for g in groups if g.startswith("family")}:
+        places = [order.index(i) for i, g in enumerate(groups) if g == family]
+        assert max(places) - min(places) == 5  # the six siblings sit next to each other
+    again, _ = _batch_indices(len(groups), 8, 0, 3, 0, 1, groups)
+    assert np.array_equal(batches, again)
+    plain, _ = _batch_indices(len(groups), 8, 0, 3, 0, 1)
+    assert not np.array_equal(batches, plain)
