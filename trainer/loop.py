@@ -64,7 +64,8 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads (fixed for reproducible figures); None keeps torch's default
     label: str | None = None  # what the progress bar calls this run (e.g. "stage 1/2 dense twin")
     frozen_vision_blocks: int | None = None  # a CNN tower's stem + first K blocks frozen, run once (trainer/frozen.py)
-    group_by: str | None = None  # batches hold whole groups of this record field (emoji "base": siblings together)
+    group_by: str | None = None  # batches hold groups of this record field together (emoji "base": siblings)
+    group_size: int | None = None  # ... at most this many members of a group at a time; None: whole groups
     text_weights: str | None = None  # a transformers folder (or weights source) starting the text tower + tokenizer
     vision_weights: str | None = None  # a timm folder (or weights source, e.g. efficientnet:lite0) for the vision tower
     cache_dir: str | None = None  # where converted weights are kept (the CLI passes Settings.cache_dir)
@@ -128,11 +129,18 @@ def _distributed() -> tuple[int, int]:
 
 
 def _batch_indices(
-    n: int, batch: int, seed: int, epoch: int, rank: int, world: int, groups: list[str] | None = None
+    n: int,
+    batch: int,
+    seed: int,
+    epoch: int,
+    rank: int,
+    world: int,
+    groups: list[str] | None = None,
+    group_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Epoch order and caption choice from (seed, epoch) alone, so a resumed run sees the same batches. With
-    `groups`, the groups are shuffled and laid out whole, so members of a group (skin-tone siblings) share a batch
-    and are each other's in-batch negatives."""
+    `groups`, the groups (cut into runs of at most `group_size` members) are shuffled and laid out together, so
+    members of a group (skin-tone siblings) share a batch and are each other's in-batch negatives."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n)
     caption_pick = rng.integers(0, 1 << 30, size=n)
@@ -140,8 +148,9 @@ def _batch_indices(
         members: dict[str, list[int]] = {}
         for i in order.tolist():
             members.setdefault(groups[i], []).append(i)
-        keys = list(members)
-        order = np.array([i for g in rng.permutation(len(keys)).tolist() for i in members[keys[g]]])
+        size = group_size or n
+        runs = [m[start : start + size] for m in members.values() for start in range(0, len(m), size)]
+        order = np.array([i for r in rng.permutation(len(runs)).tolist() for i in runs[r]])
     per_rank = (n // (batch * world)) * batch
     mine = order[rank * per_rank : (rank + 1) * per_rank]
     return mine.reshape(-1, batch), caption_pick
@@ -250,7 +259,9 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
         else:
             bar = tqdm(total=config.steps, initial=step, desc=label, dynamic_ncols=True)
     started, images_seen = time.monotonic(), 0
-    batches, picks = _batch_indices(len(bank.captions), config.batch_size, config.seed, epoch, rank, world, bank.groups)
+    batches, picks = _batch_indices(
+        len(bank.captions), config.batch_size, config.seed, epoch, rank, world, bank.groups, config.group_size
+    )
     try:
         stop = min(config.steps, config.stop_after or config.steps)
         budget_spent = False
@@ -261,7 +272,14 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
                 if batch_in_epoch >= len(batches):
                     epoch, batch_in_epoch = epoch + 1, 0
                     batches, picks = _batch_indices(
-                        len(bank.captions), config.batch_size, config.seed, epoch, rank, world, bank.groups
+                        len(bank.captions),
+                        config.batch_size,
+                        config.seed,
+                        epoch,
+                        rank,
+                        world,
+                        bank.groups,
+                        config.group_size,
                     )
                 index = batches[batch_in_epoch]
                 batch_in_epoch += 1

@@ -364,3 +364,9 @@ def test_grouped_batches_keep_each_group_together_and_cover_the_epoch() -> None:
     assert np.array_equal(batches, again)
     plain, _ = _batch_indices(len(groups), 8, 0, 3, 0, 1)
     assert not np.array_equal(batches, plain)
+    pairs, _ = _batch_indices(len(groups), 8, 0, 3, 0, 1, groups, group_size=2)
+    order = pairs.flatten().tolist()
+    assert sorted(order) == list(range(64))
+    for first in range(0, 30, 6):  # each family of six is laid out as three adjacent pairs
+        places = sorted(order.index(i) for i in range(first, first + 6))
+        assert sum(b - a == 1 for a, b in zip(places, places[1:], strict=False)) >= 3
