@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -369,4 +370,4 @@ def test_grouped_batches_keep_each_group_together_and_cover_the_epoch() -> None:
     assert sorted(order) == list(range(64))
     for first in range(0, 30, 6):  # each family of six is laid out as three adjacent pairs
         places = sorted(order.index(i) for i in range(first, first + 6))
-        assert sum(b - a == 1 for a, b in zip(places, places[1:], strict=False)) >= 3
+        assert sum(b - a == 1 for a, b in pairwise(places)) >= 3
