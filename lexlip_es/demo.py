@@ -3,7 +3,7 @@
 1. data: the emoji set (`--data emoji`, the default: Fluent Emoji renders with OpenMoji's words, built once from the
    npm packages in the cache) or the synthetic shapes set (`--data shapes`, generated once);
 2. model: LEXLIP_CHECKPOINT, else that data set's grounded recipe's checkpoint in the cache (trained once, with a
-   progress bar: emoji about 6 minutes on 2 cores from pretrained towers, shapes about 3 from random ones);
+   progress bar: emoji about 5 minutes on 2 cores from pretrained towers, shapes about 3 from random ones);
 3. engines: LEXLIP_OPENSEARCH_URL / LEXLIP_REDIS_URL when set, else a local OpenSearch node and Redis started here;
 4. ingest: every emoji (3,375; the page searches them all) or the 1,000 held-out shapes through real Celery worker
    processes, with a progress bar;
@@ -68,7 +68,7 @@ class DemoData:
 
 DATASETS = {
     "emoji": DemoData(
-        "emoji", ("cat", "red heart", "rocket", "a smiling face with sunglasses", "pizza"), 6, ("train", "val", "test")
+        "emoji", ("cat", "red heart", "rocket", "a smiling face with sunglasses", "pizza"), 5, ("train", "val", "test")
     ),
     "shapes": DemoData(
         "shapes",

@@ -106,8 +106,9 @@ class ShapesRecipe(Recipe):
 @dataclass(frozen=True)
 class EmojiRecipe(Recipe):
     """The `emoji` config: ImageNet EfficientNet-Lite0 (stem and blocks 0-4 frozen and run once; blocks 5-6 and the
-    head fine-tuned at `tower_lr`) and MiniLM-L6 (fine-tuned at `tower_lr`) under fresh vocabulary heads at `lr`;
-    batches of 64 at 128 px, about 5 minutes on 2 CPU cores. Measured figures: benchmarks/results/emoji.md."""
+    head fine-tuned at `tower_lr`; the vocabulary head reads the mean of the feature-map cells) and MiniLM-L6
+    (fine-tuned at `tower_lr`) under fresh vocabulary heads at `lr`; batches of 64 at 128 px with skin-tone siblings
+    two at a time, about 4.5 minutes on 2 CPU cores. Measured figures: benchmarks/results/emoji.md."""
 
     name: ClassVar[str] = "emoji"
     steps: int = 160
