@@ -101,7 +101,7 @@ class ImageBank:
     captions: list[tuple[str, ...]]
     skipped: CorruptCounter
     groups: list[str] | None = None
-    """Each image's group (TrainConfig.group_by): batches are filled with whole groups."""
+    """Each image's group (TrainConfig.group_by): a group's members share batches (`group_size` at a time)."""
 
     @classmethod
     def build(cls, pairs: list[Pair], size: int, max_pixels: int, group_by: str | None = None) -> ImageBank:
