@@ -1,6 +1,9 @@
 """The Celery app: Redis broker and result backend from settings, JSON only, late acks, requeue on worker loss.
 
-Workers start with `celery -A ingest.app worker`; the broker comes from LEXLIP_REDIS_URL.
+Workers start with `celery -A ingest.app worker`; the broker comes from LEXLIP_REDIS_URL. A batch must end well
+inside the broker's visibility timeout, or Redis would hand it to a second worker: the hard time limit is 90% of it
+(the pipeline stops starting new items at half of it and hands the rest to a retry). Children are replaced after a
+batch once over three quarters of `LEXLIP_WORKER_MEMORY_MB`.
 """
 
 from __future__ import annotations
@@ -28,11 +31,19 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         task_track_started=True,
         task_routes={"lexlip.ingest_batch": {"queue": INGEST_QUEUE}},
+        task_time_limit=max(1, int(settings.visibility_timeout_s * 0.9)),
+        worker_proc_alive_timeout=120,
+        **(
+            {"worker_max_memory_per_child": settings.worker_memory_mb * 1024 * 3 // 4}
+            if settings.worker_memory_mb
+            else {}
+        ),
     )
     return app
 

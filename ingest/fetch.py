@@ -18,6 +18,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -44,18 +45,23 @@ class FetchError(LexlipError):
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """Limits for one download. `timeout_s` applies to connecting and to each read, not to the whole transfer."""
+    """Limits for one download. `timeout_s` applies to connecting and to each read; `deadline_s` to the whole
+    transfer, redirects included (a source sending a byte every few seconds is cut off there, at most one read's
+    timeout later)."""
 
     max_bytes: int = 20 * 1024 * 1024
     timeout_s: float = 10.0
     max_redirects: int = 3
     allow_private: bool = False
+    deadline_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1:
             raise ValueError(f"max_bytes must be at least 1, not {self.max_bytes}")
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, not {self.timeout_s}")
+        if not self.deadline_s > 0:
+            raise ValueError(f"deadline_s must be positive, not {self.deadline_s}")
         if self.max_redirects < 0:
             raise ValueError(f"max_redirects must not be negative, not {self.max_redirects}")
 
@@ -76,6 +82,7 @@ def fetch_image_bytes(url: str, policy: FetchPolicy = DEFAULT_POLICY) -> bytes:
     """The body of `url`, fetched under `policy`; raises `FetchError` for anything refused or failed."""
     current = url
     redirects = 0
+    deadline = time.monotonic() + policy.deadline_s
     while True:
         label = _label(url, current)
         parts, addresses = _check(current, label, policy)
@@ -93,7 +100,7 @@ def fetch_image_bytes(url: str, policy: FetchPolicy = DEFAULT_POLICY) -> bytes:
                 continue
             if status >= 300:
                 raise _error(f"{label} answered HTTP {status}")
-            return _read_body(response, label, policy)
+            return _read_body(response, label, policy, deadline)
 
 
 def _check(url: str, label: str, policy: FetchPolicy) -> tuple[SplitResult, list[_Address]]:
@@ -185,7 +192,7 @@ def _open(
     return response
 
 
-def _read_body(response: http.client.HTTPResponse, label: str, policy: FetchPolicy) -> bytes:
+def _read_body(response: http.client.HTTPResponse, label: str, policy: FetchPolicy, deadline: float) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared is not None:
         try:
@@ -198,11 +205,13 @@ def _read_body(response: http.client.HTTPResponse, label: str, policy: FetchPoli
     total = 0
     try:
         while total <= policy.max_bytes:
-            chunk = response.read(min(_CHUNK, policy.max_bytes + 1 - total))
+            chunk = response.read1(min(_CHUNK, policy.max_bytes + 1 - total))
             if not chunk:
                 break
             chunks.append(chunk)
             total += len(chunk)
+            if time.monotonic() > deadline:
+                raise _error(f"{label} took longer than {policy.deadline_s:g}s to send ({total:,} bytes so far)")
     except TimeoutError:
         raise _timed_out(label, policy) from None
     except (OSError, http.client.HTTPException) as exc:

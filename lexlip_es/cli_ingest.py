@@ -19,7 +19,8 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from ingest.app import create_app
-    from ingest.producer import run_ingest
+    from ingest.producer import RunSettings, run_ingest
+    from ingest.rows import RowLimits
     from lexlip_es.mapping import IndexOptions
 
     checkpoint = args.checkpoint or settings.checkpoint
@@ -31,9 +32,8 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     bar = tqdm(unit="img", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
 
     def progress(tally: Any) -> None:
-        done = tally.indexed + tally.skipped + len(tally.failed)
-        bar.total = max(tally.total, done)
-        bar.n = done
+        bar.total = max(tally.total, tally.done)
+        bar.n = tally.done
         bar.set_postfix(indexed=tally.indexed, failed=len(tally.failed), refresh=False)
         bar.refresh()
 
@@ -47,16 +47,23 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         create=not args.no_create,
         resume=not args.no_resume,
         options=IndexOptions(shards=args.shards, replicas=args.replicas),
-        timeout_s=args.timeout,
         on_progress=progress,
         field_type=args.field_type,
+        image_root=args.image_root,
+        id_prefix=args.id_prefix,
+        limits=RowLimits(settings.max_row_bytes, settings.max_image_bytes),
+        run_settings=RunSettings(
+            args.timeout, settings.broker_wait_s, settings.lost_after_s, settings.max_dead_letters
+        ),
     )
     bar.close()
     print(tally.summary())
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in tally.stage_seconds.items())
     print(f"worker time: {stages}")
-    for item_id, reason in sorted(tally.failed.items())[: args.show_failures]:
-        print(f"  failed {item_id}: {reason}")
+    if tally.redelivered:
+        print(f"{tally.redelivered} batches were delivered more than once (a worker died or the broker restarted)")
+    for _, reason in sorted(tally.failed.items())[: args.show_failures]:
+        print(f"  failed {reason}")
     if len(tally.failed) > args.show_failures:
         print(f"  ... and {len(tally.failed) - args.show_failures} more: lexlip dead-letters {args.index}")
     return 0 if tally.ok else 1
@@ -90,9 +97,13 @@ def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.app import DEFAULT_REDIS_URL
     from ingest.deadletter import DeadLetters
 
-    entries = DeadLetters.from_url(settings.redis_url or DEFAULT_REDIS_URL, args.index).all()
-    for entry in sorted(entries.values(), key=lambda e: e["id"]):
-        print(json.dumps(entry, ensure_ascii=False) if args.json else f"{entry['id']}\t{entry['reason']}")
+    store = DeadLetters.from_url(settings.redis_url or DEFAULT_REDIS_URL, args.index, settings.max_dead_letters)
+    entries = store.all()
+    for entry in sorted(entries.values(), key=lambda e: (str(e.get("row", "")).rsplit(":", 1)[0], e.get("line") or 0)):
+        shown = f"{entry.get('id') or '(no id)'}\t{entry['reason']}"
+        print(json.dumps(entry, ensure_ascii=False) if args.json else shown)
+    if not entries:
+        print(f"no dead letters for {args.index}", file=sys.stderr)
     return 0
 
 
@@ -117,6 +128,12 @@ def add_commands(commands: Any) -> None:
         default="rank_features",
         help="for a new index: rank_features (default), impact (OpenSearch: exact, smaller), sparse_vector (ES)",
     )
+    ingest.add_argument(
+        "--image-root",
+        help="local image paths must lie under this folder (default: the manifest's folder); paths that leave it, "
+        "directly or through a symlink, fail",
+    )
+    ingest.add_argument("--id-prefix", default="", help="prepended to every id (keeps two folders' ids apart)")
     ingest.add_argument("--timeout", type=float, help="give up after this many seconds")
     ingest.add_argument("--show-failures", type=int, default=20)
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -221,10 +221,9 @@ def ingest(
         bar = tqdm(total=len(rows), unit="img", desc="ingest", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
 
         def progress(tally: Any) -> None:
-            done = tally.indexed + tally.skipped + len(tally.failed)
-            if done > bar.n:
+            if tally.done > bar.n:
                 bar.set_postfix(indexed=tally.indexed, failed=len(tally.failed), refresh=False)
-                bar.update(done - bar.n)
+                bar.update(tally.done - bar.n)
 
         tally = run_ingest(
             create_app(settings),
@@ -236,6 +235,7 @@ def ingest(
             options=IndexOptions(replicas=0),
             timeout_s=options.ingest_timeout_s,
             on_progress=progress,
+            image_root=os.path.commonpath([os.path.dirname(str(r["image"])) for r in rows]),
         )
         bar.close()
         return tally
@@ -304,7 +304,7 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
 
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.search import LexSearch
-    from lexlip_es.web.app import create_app, serve
+    from lexlip_es.web.app import create_app, page_hosts, serve
 
     options = options or DemoOptions()
     data = DATASETS[options.data]
@@ -324,8 +324,8 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         tally = ingest(live, rows, checkpoint, options, Path(work), echo)
         echo(tally.summary())
         if not tally.ok:
-            for item_id, reason in sorted(tally.failed.items())[:5]:
-                echo(f"  failed {item_id}: {reason}")
+            for _, reason in sorted(tally.failed.items())[:5]:
+                echo(f"  failed {reason}")
         client = OpenSearch(live.opensearch_url, timeout=30)
         encoder = LexLIPEncoder.from_pretrained(checkpoint)
         search = LexSearch(client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars)
@@ -347,6 +347,7 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
             examples=data.examples,
             image_encoder=encoder,
             max_image_bytes=settings.max_image_bytes,
+            allowed_hosts=page_hosts(settings),
         )
         server = serve(app, settings.demo_host, port)
         if options.serve_seconds is not None:

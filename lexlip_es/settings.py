@@ -45,11 +45,31 @@ class Settings:
     allow_private_urls: bool = False
     """Image URLs pointing at private, loopback or link-local addresses are refused unless this is true."""
     max_image_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 64_000_000
+    """Images with more pixels are refused before decoding (decompression bombs)."""
     url_timeout_s: float = 10.0
+    """Connecting to an image URL, and each read from it."""
+    url_deadline_s: float = 30.0
+    """A whole image download, redirects included."""
+    max_row_bytes: int = 1 << 20
+    """A manifest row's message to the workers (inline base64 images included)."""
+    worker_memory_mb: int | None = 4096
+    """A worker child over this resident size is killed at once, its batch's item marked (the next delivery skips
+    it); children are also replaced after a batch once over three quarters of it. None: no ceiling."""
+    engine_wait_s: float = 900.0
+    """How long a batch keeps retrying documents the engine cannot take (down, 429, 5xx) before they fail."""
+    broker_wait_s: float = 120.0
+    """How long the producer waits out a Redis outage before it reports the rest of the run lost."""
+    lost_after_s: float = 60.0
+    """After a Redis restart, how long a batch may be absent from Redis and unanswered before it is reported lost."""
+    max_dead_letters: int = 100_000
+    """Dead-letter entries kept per index (the oldest go first)."""
     demo_host: str = "127.0.0.1"
     """Where `lexlip demo` serves its page; anything but loopback exposes the page to the network."""
     demo_port: int = 8765
     """0 picks a free port."""
+    demo_allowed_hosts: str = ""
+    """Comma-separated Host names the page answers to besides loopback and `demo_host` (e.g. the name a proxy uses)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -62,6 +62,11 @@ class TorchEncoderBase:
     def vocab(self) -> Any:
         return self.tokenizer.vocab
 
+    @property
+    def image_size(self) -> int:
+        """The side of the square images the image tower reads."""
+        return int(self.config.vision.image_size)
+
     @classmethod
     def from_config(
         cls, name_or_path: str | Path, *, seed: int | None = 0, device: str | None = None, **model_kwargs: Any

@@ -1,4 +1,5 @@
-"""A real redis-server (Debian's package) on a free loopback port, no persistence."""
+"""A real redis-server (Debian's package) on a loopback port: without persistence, or with the append-only file
+the README recommends for a broker (`appendonly yes`, `appendfsync everysec`)."""
 
 from __future__ import annotations
 
@@ -20,24 +21,30 @@ def redis_ping(host: str, port: int, timeout: float = 2.0) -> bool:
         return s.recv(64).startswith(b"+PONG")
 
 
-def start_redis(settings: Settings, *, base_dir: Path | None = None) -> LocalEngine:
+PERSISTENCE = ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+"""What the README recommends for the broker: every write in the append-only file, flushed to disk every second."""
+NO_PERSISTENCE = ["--save", "", "--appendonly", "no"]
+
+
+def start_redis(
+    settings: Settings, *, base_dir: Path | None = None, port: int | None = None, persistent: bool = False
+) -> LocalEngine:
+    """redis-server on `port` (a free one by default) with its files in `base_dir` (a temporary folder by default;
+    pass the same folder and port to restart a persistent server on its data)."""
     server = shutil.which("redis-server")
     if server is None:
         raise EngineStartError("redis", "`redis-server` is not installed (Debian: `apt-get install redis-server`)")
     remove = base_dir is None
     base = Path(tempfile.mkdtemp(prefix="lexlip-redis-")) if base_dir is None else base_dir
     base.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     cmd = [
         server,
         "--port",
         str(port),
         "--bind",
         "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
+        *(PERSISTENCE if persistent else NO_PERSISTENCE),
         "--dir",
         str(base),
         "--daemonize",

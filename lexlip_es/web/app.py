@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from lexlip_es.clients import error_detail, error_status, is_client_error, translate
 from lexlip_es.encoders.images import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image
@@ -93,6 +93,10 @@ def failure(exc: Exception) -> tuple[str, int]:
     return str(exc), 503  # a missing index, or one not made for this model: the server's setup, not the request
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+"""The Host names the page answers to unless told more (`LEXLIP_DEMO_ALLOWED_HOSTS`)."""
+
+
 def create_app(
     search: LexSearch,
     image_root: str | Path,
@@ -102,12 +106,15 @@ def create_app(
     examples: Sequence[str] = (),
     image_encoder: Any = None,
     max_image_bytes: int | None = None,
+    allowed_hosts: Sequence[str] = LOOPBACK_NAMES,
 ) -> FastAPI:
     """The page for one LexLIP index. `search` needs a text encoder; images are served only from under
     `image_root` (resolved, so `..` and symbolic links cannot leave it). `examples` are queries the empty page
     offers as links. Uploads are encoded by `image_encoder` (default `search.image_encoder`; without one the page
     has no upload form) and refused over `max_image_bytes` (default: LEXLIP_MAX_IMAGE_BYTES, ingest's limit) or over
-    the encoder's `max_pixels` (ingest's pixel limit)."""
+    the encoder's `max_pixels` (ingest's pixel limit). Requests whose Host header names none of `allowed_hosts`
+    (loopback names by default) are refused with 400, so a page on another site cannot read this one through DNS
+    rebinding."""
     root = Path(image_root).resolve()
     examples = tuple(examples)
     encoder = image_encoder if image_encoder is not None else search.image_encoder
@@ -115,14 +122,26 @@ def create_app(
     max_pixels: int = getattr(encoder, "max_pixels", DEFAULT_MAX_PIXELS)
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
 
+    hosts = {h.lower().strip("[]") for h in allowed_hosts}
+
     @app.middleware("http")
-    async def security_headers(request: Any, call_next: Any) -> Any:
-        response = await call_next(request)
+    async def guard(request: Any, call_next: Any) -> Any:
+        """The Host check, a plain 500 page for anything a route did not turn into a response, and the security
+        headers on every answer."""
+        if host_name(request.headers.get("host", "")) not in hosts:
+            response: Any = PlainTextResponse("this page answers only to " + ", ".join(sorted(hosts)), 400)
+        else:
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # a bug: the message, never a stack trace
+                response = html_page(render.error(f"the page failed: {type(exc).__name__}"), status=500)
         for name, value in render.SECURITY_HEADERS.items():
             response.headers[name] = value
         return response
 
     def document(doc_id: str) -> Mapping[str, Any]:
+        if not doc_id.strip():
+            raise NotFound("give the id of an image")
         try:
             response = search.client.get(index=search.index, id=doc_id)
         except Exception as exc:
@@ -309,6 +328,20 @@ def create_app(
         return {"status": "ok", "index": search.index}
 
     return app
+
+
+def page_hosts(settings: Settings) -> tuple[str, ...]:
+    """Loopback names, the host the page is served on, and LEXLIP_DEMO_ALLOWED_HOSTS."""
+    extra = [h.strip() for h in settings.demo_allowed_hosts.split(",") if h.strip()]
+    return tuple(dict.fromkeys([*LOOPBACK_NAMES, settings.demo_host, *extra]))
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port: `[::1]:8765` -> `::1`, `Example.org:80` -> `example.org`."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def serve(app: FastAPI, host: str, port: int) -> uvicorn.Server:

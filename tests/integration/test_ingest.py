@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -59,9 +60,15 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    path = generate_shapes(tmp_path_factory.mktemp("ingest-shapes"), N_IMAGES, 0, 0, seed=7, image_size=32)
-    return load_pairs(path, "train")
+def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ingest-shapes")
+    generate_shapes(root, N_IMAGES, 0, 0, seed=7, image_size=32)
+    return root
+
+
+@pytest.fixture(scope="module")
+def shapes(shapes_root: Path) -> list[Any]:
+    return load_pairs(next(shapes_root.glob("*.json")), "train")
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +128,12 @@ def _manifest(path: Path, pairs: list[Any]) -> Path:
     return path
 
 
-def _ingest(workers: Workers, cluster: Cluster, manifest: Path, index: str, checkpoint: Path) -> Tally:
+def _ingest(workers: Workers, cluster: Cluster, manifest: Path, index: str, checkpoint: Path, root: Path) -> Tally:
     app = create_app(Settings.from_env(workers.env))
     client = OpenSearch(cluster.url, timeout=60, max_retries=0)
-    return run_ingest(app, client, manifest, index, checkpoint, options=IndexOptions(replicas=0), timeout_s=1200)
+    return run_ingest(
+        app, client, manifest, index, checkpoint, options=IndexOptions(replicas=0), timeout_s=1200, image_root=root
+    )
 
 
 def _stored(cluster: Cluster, index: str) -> dict[str, dict[str, Any]]:
@@ -133,11 +142,12 @@ def _stored(cluster: Cluster, index: str) -> dict[str, dict[str, Any]]:
 
 
 def test_5000_images_by_two_workers_equal_the_in_process_vectors(
-    workers: Workers, cluster: Cluster, shapes: list[Any], checkpoint: Path, tmp_path: Path
+    workers: Workers, cluster: Cluster, shapes: list[Any], shapes_root: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
     import torch
 
-    tally = _ingest(workers, cluster, _manifest(tmp_path / "m.jsonl", shapes), "ingest-5000", checkpoint)
+    manifest = _manifest(tmp_path / "m.jsonl", shapes)
+    tally = _ingest(workers, cluster, manifest, "ingest-5000", checkpoint, shapes_root)
     assert tally.ok, list(tally.failed.items())[:3]
     assert tally.indexed == N_IMAGES and tally.total == N_IMAGES
     stored = _stored(cluster, "ingest-5000")
@@ -160,12 +170,12 @@ def test_5000_images_by_two_workers_equal_the_in_process_vectors(
         torch.set_num_threads(threads)
     assert mismatches == 0
 
-    again = _ingest(workers, cluster, tmp_path / "m.jsonl", "ingest-5000", checkpoint)
+    again = _ingest(workers, cluster, manifest, "ingest-5000", checkpoint, shapes_root)
     assert again.skipped == N_IMAGES and again.indexed == 0 and again.ok
 
 
 def test_a_killed_worker_a_stopped_worker_and_a_restarted_node_lose_nothing_and_duplicate_nothing(
-    workers: Workers, cluster: Cluster, shapes: list[Any], checkpoint: Path, tmp_path: Path
+    workers: Workers, cluster: Cluster, shapes: list[Any], shapes_root: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
     pairs = shapes[:3000]
     manifest = _manifest(tmp_path / "fault.jsonl", pairs)
@@ -173,7 +183,7 @@ def test_a_killed_worker_a_stopped_worker_and_a_restarted_node_lose_nothing_and_
 
     def produce() -> None:
         try:
-            outcome["tally"] = _ingest(workers, cluster, manifest, "ingest-fault", checkpoint)
+            outcome["tally"] = _ingest(workers, cluster, manifest, "ingest-fault", checkpoint, shapes_root)
         except Exception as exc:  # reported by the assertion below
             outcome["error"] = exc
 
@@ -212,40 +222,97 @@ def test_a_killed_worker_a_stopped_worker_and_a_restarted_node_lose_nothing_and_
     assert OpenSearch(cluster.url).count(index="ingest-fault")["count"] == len(pairs)
 
 
-def _bad_inputs(folder: Path, good: list[Any]) -> tuple[Path, dict[str, str]]:
+def _hostile_files(root: Path, outside: Path) -> dict[str, str]:
+    """Files for the hostile rows: inside the image root (`root/hostile`), and one outside it."""
     from PIL import Image
 
+    folder = root / "hostile"
+    folder.mkdir(exist_ok=True)
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2000))
     (folder / "empty.png").write_bytes(b"")
     (folder / "huge.png").write_bytes(os.urandom(MAX_IMAGE_BYTES + 1000))
     Image.new("L", (9000, 9000)).save(folder / "bomb.png")  # 81 megapixels in a small file
     (folder / "notes.jpg").write_text("this is not an image")
-    bad = {
-        "corrupt": ("corrupt.png", "not a usable image"),
-        "empty": ("empty.png", "empty"),
-        "huge": ("huge.png", "over the 2,000,000-byte limit"),
-        "bomb": ("bomb.png", "pixels"),
-        "missing": ("missing.png", "no such file"),
-        "text": ("notes.jpg", "not a usable image"),
-        "loopback-url": ("http://127.0.0.1:9/cat.png", "127.0.0.1"),
-    }
-    rows = [{"id": p.image_id, "image": p.image, "captions": list(p.captions[:1])} for p in good]
-    for n, (item_id, (image, _)) in enumerate(bad.items()):
-        rows.insert(2 * n + 1, {"id": item_id, "image": image, "captions": ["a red circle"]})
-    rows.append({"id": "no-image", "captions": ["a blue star"]})
-    manifest = folder / "bad.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows) + "this line is not json\n")
-    expected = {item_id: reason for item_id, (_, reason) in bad.items()}
-    expected["no-image"] = "names no image"
-    expected["bad.jsonl:29"] = "not a JSON object"
-    return manifest, expected
+    Image.new("RGB", (16, 16)).save(folder / "vector.eps", "EPS")
+    Image.new("L", (50_000, 1), 90).save(folder / "flat.png")  # fine: cropped before it is resized
+    Image.new("RGBA", (24, 24), (255, 0, 0, 0)).save(folder / "clear.png")  # fine: laid over the background
+    if not (folder / "fifo.png").exists():
+        os.mkfifo(folder / "fifo.png")
+    (outside / "secret.png").write_bytes((folder / "flat.png").read_bytes())
+    for name, target in (("to-secret.png", outside / "secret.png"), ("to-passwd.png", Path("/etc/passwd"))):
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(target)
+    return {name: f"hostile/{name}" for name in os.listdir(folder)}
 
 
-def test_bad_inputs_go_to_the_dead_letter_store_and_the_rest_is_indexed(
-    workers: Workers, cluster: Cluster, shapes: list[Any], checkpoint: Path, tmp_path: Path
+def _hostile_rows(files: dict[str, str], images: list[str], copy: int) -> list[tuple[dict[str, Any] | bytes, str]]:
+    """Every class of hostile row once (ids unique per `copy`), with good images where a row needs one. The
+    expectation is the words its dead-letter reason must hold, or "" for a row that must be indexed."""
+    c = f"#{copy}"
+    return [
+        ({"id": "captions-int" + c, "image": images[0], "captions": 5}, "captions must be a string or a list"),
+        ({"id": "surrogate" + c, "image": images[1], "captions": ["a \ud800 star"]}, "not valid Unicode"),
+        ({"id": "no-image" + c, "captions": ["a blue star"]}, "names no image"),
+        ({"captions": ["no id, no image"]}, "names no image"),
+        ({"id": "dup" + c, "image": images[2], "captions": ["first"]}, ""),
+        ({"id": "dup" + c, "image": images[3], "captions": ["second"]}, f"duplicate id 'dup{c}'"),
+        ({"id": "meta-image" + c, "image": images[4], "metadata": {"image": {"x": 1}}}, "field 'image' is reserved"),
+        ({"id": "meta-captions" + c, "image": images[5], "metadata": {"captions": 1}}, "'captions' is reserved"),
+        ({"id": "meta-ok" + c, "image": images[6], "metadata": {"shop": "eu"}}, ""),
+        ({"id": "meta-engine" + c, "image": images[7], "metadata": {"n": [1, "x"]}}, "the engine refused it"),
+        (
+            {"id": "inline-big" + c, "image_b64": base64.b64encode(os.urandom(800_000)).decode()},
+            "1,048,576-byte limit for a row",
+        ),
+        (b'{"id": "latin1-caf\xe9", "image": "x.png"}', "not valid UTF-8"),
+        (b"{this is not json", "not a JSON object"),
+        (b"[1, 2, 3]", "not a JSON object (a list)"),
+        ({"id": "etc" + c, "image": "/etc/hostname"}, "outside the image root"),
+        ({"id": "dotdot" + c, "image": "../../../../etc/hostname"}, "outside the image root"),
+        ({"id": "proc" + c, "image": "/proc/self/environ"}, "outside the image root"),
+        ({"id": "link-out" + c, "image": files["to-secret.png"]}, "outside the image root"),
+        ({"id": "link-passwd" + c, "image": files["to-passwd.png"]}, "outside the image root"),
+        ({"id": "fifo" + c, "image": files["fifo.png"]}, "not a regular file"),
+        ({"id": "folder" + c, "image": "hostile"}, "not a regular file"),
+        ({"id": "corrupt" + c, "image": files["corrupt.png"]}, "not a usable image"),
+        ({"id": "empty" + c, "image": files["empty.png"]}, "empty (0 bytes)"),
+        ({"id": "huge" + c, "image": files["huge.png"]}, "over the 2,000,000-byte limit"),
+        ({"id": "bomb" + c, "image": files["bomb.png"]}, "pixels"),
+        ({"id": "text" + c, "image": files["notes.jpg"]}, "not a usable image"),
+        ({"id": "eps" + c, "image": files["vector.eps"]}, "not a recognised image format"),
+        ({"id": "flat" + c, "image": files["flat.png"], "captions": ["a grey line"]}, ""),
+        ({"id": "clear" + c, "image": files["clear.png"], "captions": ["nothing"]}, ""),
+        ({"id": "file-url" + c, "image": "file:///etc/passwd"}, "only http and https"),
+        ({"id": "loopback-url" + c, "image": "http://127.0.0.1:9/cat.png"}, "127.0.0.1"),
+        ({"id": "x" * 600, "image": images[8]}, "over the 512-byte limit"),
+        ({"id": "ctrl\u0007id" + c, "image": images[9]}, "control characters"),
+        ({"id": 12345 + copy, "image": images[10], "captions": ["an integer id"]}, ""),
+        ({"image": images[11], "captions": ["no id: the path is the id"]}, ""),
+    ]
+
+
+def test_a_3000_row_manifest_with_every_hostile_class_accounts_for_every_row(
+    workers: Workers, cluster: Cluster, shapes: list[Any], shapes_root: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
-    good = shapes[:20]
-    manifest, expected = _bad_inputs(tmp_path, good)
+    files = _hostile_files(shapes_root, tmp_path)
+    good = shapes[:2800]
+    spare = [p.image for p in shapes[4000:]]  # images for the special rows, 12 per copy
+    rows: list[tuple[dict[str, Any] | bytes, str]] = []
+    specials: list[tuple[dict[str, Any] | bytes, str]] = []
+    for n, pair in enumerate(good):
+        rows.append(({"id": pair.image_id, "image": pair.image, "captions": list(pair.captions[:1])}, ""))
+        if n % 9 == 0:  # every special row about 9 times, spread over the run
+            if not specials:
+                copy = n // 9 // 35
+                specials = _hostile_rows(files, spare[12 * copy : 12 * copy + 12], copy)
+            rows.append(specials.pop(0))
+    manifest = tmp_path / "hostile.jsonl"
+    with open(manifest, "wb") as f:
+        f.write(b"\xef\xbb\xbf")  # a byte-order mark before line 1
+        for row, _ in rows:
+            f.write(row if isinstance(row, bytes) else json.dumps(row).encode())
+            f.write(b"\n")
+    assert len(rows) >= 3000
     result = subprocess.run(
         [
             sys.executable,
@@ -254,9 +321,11 @@ def test_bad_inputs_go_to_the_dead_letter_store_and_the_rest_is_indexed(
             "ingest",
             str(manifest),
             "--index",
-            "ingest-bad",
+            "ingest-hostile",
             "--checkpoint",
             str(checkpoint),
+            "--image-root",
+            str(shapes_root),
             "--replicas",
             "0",
             "--quiet",
@@ -264,14 +333,43 @@ def test_bad_inputs_go_to_the_dead_letter_store_and_the_rest_is_indexed(
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env={**workers.env, "LEXLIP_ALLOW_PRIVATE_URLS": "false"},
+        timeout=1200,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    bad_lines = {n: expect for n, (_, expect) in enumerate(rows, 1) if expect}
+    good_ids = _expected_ids(rows)
+    assert len(good_ids) + len(bad_lines) == len(rows)
+    stored = _stored(cluster, "ingest-hostile")
+    assert set(stored) == good_ids, (sorted(set(stored) - good_ids)[:5], sorted(good_ids - set(stored))[:5])
+    summary = f"{len(rows)} rows: {len(good_ids)} indexed, 0 already there, {len(bad_lines)} failed"
+    assert summary in result.stdout, result.stdout[-3000:]
+    assert OpenSearch(cluster.url).count(index="ingest-hostile")["count"] == len(good_ids)  # once each
+    dead = DeadLetters.from_url(workers.env["LEXLIP_REDIS_URL"], "ingest-hostile").all()
+    by_line = {entry["line"]: entry for entry in dead.values()}
+    assert set(by_line) == set(bad_lines)
+    for line, expect in bad_lines.items():
+        reason = by_line[line]["reason"]
+        assert reason.startswith(f"line {line}") and expect in reason, (line, reason)
+
+    again = subprocess.run(
+        [
+            *[sys.executable, "-m", "lexlip_es.cli", "ingest", str(manifest), "--index", "ingest-hostile"],
+            *["--checkpoint", str(checkpoint), "--image-root", str(shapes_root), "--quiet"],
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         env=workers.env,
+        timeout=1200,
     )
-    assert result.returncode == 1, result.stderr
-    assert f"{len(good) + len(expected)} items: {len(good)} indexed, 0 already there, {len(expected)} failed" in (
-        result.stdout
-    )
-    assert set(_stored(cluster, "ingest-bad")) == {p.image_id for p in good}
-    dead = DeadLetters.from_url(workers.env["LEXLIP_REDIS_URL"], "ingest-bad").all()
-    assert set(dead) == set(expected)
-    for item_id, reason in expected.items():
-        assert reason in dead[item_id]["reason"], (item_id, dead[item_id])
+    assert f"{len(rows)} rows: 0 indexed, {len(good_ids)} already there, {len(bad_lines)} failed" in again.stdout
+
+
+def _expected_ids(rows: list[tuple[dict[str, Any] | bytes, str]]) -> set[str]:
+    ids = set()
+    for row, expect in rows:
+        if not expect and isinstance(row, dict):
+            ids.add(str(row["id"]) if "id" in row else str(row["image"]))
+    return ids

@@ -122,6 +122,20 @@ def test_bad_input_gets_a_message_not_a_stack_trace(site: Site) -> None:
         assert response.status_code == status, params
         assert message in response.text and "Traceback" not in response.text
     assert httpx.get(f"{site.url}/lexicon/no-such-image").status_code == 404
+    for path in ("/lexicon/", "/lexicon/%20", "/images/"):  # an empty id: a message and the headers, not a 500
+        response = httpx.get(f"{site.url}{path}")
+        assert response.status_code == 404, path
+        assert response.headers["X-Content-Type-Options"] == "nosniff" and "Content-Security-Policy" in response.headers
+
+
+def test_a_page_on_another_site_cannot_read_the_loopback_page_through_dns_rebinding(site: Site) -> None:
+    port = site.url.rsplit(":", 1)[1]
+    for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1.nip.example:{port}"):
+        response = httpx.get(f"{site.url}/api/search", params={"q": QUERY}, headers={"Host": host})
+        assert response.status_code == 400 and "answers only to" in response.text, host
+        assert "hits" not in response.text and response.headers["Referrer-Policy"] == "no-referrer"
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert httpx.get(f"{site.url}/api/search", params={"q": QUERY}, headers={"Host": host}).status_code == 200
 
 
 def test_terminal_search_prints_the_same_hits_as_the_page(site: Site) -> None:

@@ -21,6 +21,15 @@ def test_compose_has_the_services_and_ports() -> None:
     assert any(str(p).endswith(":6379") for p in services["redis"]["ports"])
 
 
+def test_the_broker_runs_with_the_persistence_the_readme_recommends() -> None:
+    from lexlip_es.local.redis import PERSISTENCE
+
+    redis = _compose()["services"]["redis"]
+    assert redis["command"][0] == "redis-server" and redis["command"][1:] == PERSISTENCE
+    assert any(str(v).endswith(":/data") for v in redis["volumes"])
+    assert "--appendonly yes --appendfsync everysec" in (DOCKER.parent / "README.md").read_text()
+
+
 def test_opensearch_is_single_node_with_security_off_for_development() -> None:
     env = _compose()["services"]["opensearch"]["environment"]
     env = dict(e.split("=", 1) for e in env) if isinstance(env, list) else env

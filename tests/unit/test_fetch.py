@@ -75,6 +75,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/slow":
             time.sleep(SLOW_S)
             self._send(200, PNG)
+        elif path == "/trickle":  # one byte every 0.1 s: never a read timeout, only the whole-transfer deadline
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PNG)))
+            self.end_headers()
+            for byte in PNG:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
         elif path == "/redirect-ok":
             self._redirect("/ok.png")
         elif path == "/redirect-absolute":
@@ -277,6 +285,13 @@ def test_slow_server_times_out(served: Served) -> None:
     message = _fails(served.url("/slow"), FetchPolicy(allow_private=True, timeout_s=SHORT_TIMEOUT_S))
     assert f"timed out after {SHORT_TIMEOUT_S:g}s" in message
     assert time.monotonic() - started < SLOW_S
+
+
+def test_a_trickling_server_is_cut_off_at_the_transfer_deadline(served: Served) -> None:
+    started = time.monotonic()
+    message = _fails(served.url("/trickle"), FetchPolicy(allow_private=True, timeout_s=1.0, deadline_s=0.5))
+    assert "took longer than 0.5s to send" in message
+    assert time.monotonic() - started < 2.0
 
 
 def test_closed_port_is_unreachable() -> None:

@@ -220,7 +220,7 @@ def refusing_page() -> Any:
     encoder = LexLIPEncoder.from_config("tiny", seed=0)
     search = LexSearch(OpenSearch("http://127.0.0.1:9", timeout=1), "nowhere", text_encoder=encoder)
     app = create_app(search, ".", image_encoder=encoder, max_image_bytes=10_000, examples=["cat", "red heart"])
-    return TestClient(app, raise_server_exceptions=False)
+    return TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1")
 
 
 @pytest.mark.parametrize(
@@ -261,3 +261,15 @@ def test_the_empty_page_offers_the_examples_and_the_upload_form(refusing_page: A
         "/?q=red%20heart",
     ]
     assert any(t == "input" and a.get("type") == "file" for t, a in found.tags)
+
+
+def test_host_names_are_read_without_their_ports() -> None:
+    from lexlip_es.settings import Settings
+    from lexlip_es.web.app import host_name, page_hosts
+
+    assert host_name("LocalHost:8765") == "localhost"
+    assert host_name("[::1]:8765") == "::1"
+    assert host_name("127.0.0.1") == "127.0.0.1"
+    assert host_name("evil.example:80") == "evil.example"
+    settings = Settings.from_env({"LEXLIP_DEMO_HOST": "0.0.0.0", "LEXLIP_DEMO_ALLOWED_HOSTS": "search.corp, x.lan"})
+    assert page_hosts(settings) == ("127.0.0.1", "localhost", "::1", "0.0.0.0", "search.corp", "x.lan")
