@@ -3,7 +3,8 @@
 Workers start with `celery -A ingest.app worker`; the broker comes from LEXLIP_REDIS_URL. A batch must end well
 inside the broker's visibility timeout, or Redis would hand it to a second worker: the hard time limit is 90% of it
 (the pipeline stops starting new items at half of it and hands the rest to a retry). Children are replaced after a
-batch once over three quarters of `LEXLIP_WORKER_MEMORY_MB`.
+batch once over three quarters of `LEXLIP_WORKER_MEMORY_MB`. Storing a result and publishing a retry wait out a
+Redis restart (retried with backoff for minutes) instead of failing a batch whose documents are written.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_track_started=True,
         task_routes={"lexlip.ingest_batch": {"queue": INGEST_QUEUE}},
         task_time_limit=max(1, int(settings.visibility_timeout_s * 0.9)),
+        # a Redis restart must not turn finished batches into failed ones: results and retries wait for it
+        result_backend_always_retry=True,
+        result_backend_max_retries=60,
+        result_backend_max_sleep_between_retries_ms=5000,
+        task_publish_retry_policy={"max_retries": 30, "interval_start": 0, "interval_step": 1, "interval_max": 5},
         worker_proc_alive_timeout=120,
         **(
             {"worker_max_memory_per_child": settings.worker_memory_mb * 1024 * 3 // 4}

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -89,13 +91,33 @@ class Delivery:
 class Progress:
     """The running record of one batch (a Redis hash keyed by its task id), kept across its deliveries: a delivery
     that finds the record of an unfinished one knows where that one's worker died. A try that ends (with a result or
-    a retry) deletes it."""
+    a retry) deletes it.
+
+    The record is best effort: while Redis is unreachable (restarting), a batch goes on without it (this delivery
+    counts as a first one) rather than failing, and writes are skipped for `RETRY_AFTER_S` after a failed one."""
+
+    RETRY_AFTER_S = 5.0
 
     def __init__(self, client: RedisLike, task_id: str) -> None:
         self.client = client
         self.key = PROGRESS_PREFIX + task_id
+        self.down_until = 0.0
+
+    def _safely(self, write: Callable[[], Any], default: Any = None) -> Any:
+        if time.monotonic() < self.down_until:
+            return default
+        errors: tuple[type[BaseException], ...] = (OSError, *_redis_errors())
+        try:
+            return write()
+        except errors:
+            self.down_until = time.monotonic() + self.RETRY_AFTER_S
+            return default
 
     def start(self) -> Delivery:
+        delivery: Delivery = self._safely(self._start, Delivery(1))
+        return delivery
+
+    def _start(self) -> Delivery:
         previous = {k.decode(): v.decode() for k, v in self.client.hgetall(self.key).items()}
         number = int(self.client.hincrby(self.key, "deliveries", 1))
         self.client.hdel(self.key, "memory")
@@ -113,13 +135,22 @@ class Progress:
         return Delivery(number, deaths, stage, where if previous.get("memory") == "1" else None)
 
     def at(self, stage: str, item: int | None = None) -> None:
-        self.client.hset(self.key, mapping={"stage": stage, "item": "" if item is None else str(item)})
+        self._safely(
+            lambda: self.client.hset(self.key, mapping={"stage": stage, "item": "" if item is None else str(item)})
+        )
 
     def memory_killed(self) -> None:
-        self.client.hset(self.key, "memory", "1")
+        self._safely(lambda: self.client.hset(self.key, "memory", "1"))
 
     def alive(self) -> bool:
+        """True when the record exists (the producer asks; it handles the broker being away itself)."""
         return bool(self.client.exists(self.key))
 
     def finish(self) -> None:
-        self.client.delete(self.key)
+        self._safely(lambda: self.client.delete(self.key))
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.exceptions.RedisError,)

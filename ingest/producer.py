@@ -54,6 +54,8 @@ class Tally:
     """Line -> reason."""
     redelivered: int = 0
     """Batches a worker took more than once (its worker died or the broker handed it out again)."""
+    max_deliveries: int = 0
+    """The most deliveries any one batch took."""
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "encode": 0.0, "bulk": 0.0})
 
@@ -305,7 +307,9 @@ class Run:
             for item_id in batch.lines.keys() - reported:
                 line = batch.lines[item_id]
                 self.fail(line, f"line {line}: the worker did not report it", item_id, batch.sources.get(item_id))
-            self.tally.redelivered += int(outcome.get("deliveries", 1)) > 1
+            deliveries = int(outcome.get("deliveries", 1))
+            self.tally.redelivered += deliveries > 1
+            self.tally.max_deliveries = max(self.tally.max_deliveries, deliveries)
             for stage, seconds in outcome.get("seconds", {}).items():
                 self.tally.stage_seconds[stage] = self.tally.stage_seconds.get(stage, 0.0) + seconds
         else:
