@@ -79,6 +79,10 @@ class LossConfig:
     """Weight of an auxiliary dense contrastive term during training: the towers' mean-pooled features through two
     small projections (trainer-only, never saved with the model), compared as the dense twin compares them. It
     aligns the towers' features across modalities, which the vocabulary heads then read."""
+    distill_weight: float = 0.0
+    """Weight of distilling the auxiliary dense term's in-batch scores into the lexicons' (needs `dense_weight`):
+    KL from the dense score distribution (no gradient into it) to the lexicon one, each way, as D2S distils a
+    dense retriever into a sparse one."""
     own_tokens: float = 0.0
     """Fraction of the steps (from the start) during which a caption's lexicon is cut to its own tokens (STAIR's
     first stage: the image side must predict the caption's words); 1.0 keeps the cut for the whole run."""
@@ -99,6 +103,8 @@ class LossConfig:
             raise ValueError(f"max_df must be in (0, 1], got {self.max_df}")
         if self.inactive_bias is not None and self.negatives is None:
             raise ValueError("inactive_bias needs the active vocabulary (set negatives)")
+        if self.distill_weight > 0 and self.dense_weight <= 0:
+            raise ValueError("distill_weight distils the auxiliary dense term: set dense_weight too")
         if self.momentum and self.negatives is not None:
             raise ValueError("phase 2's momentum queues score the whole vocabulary: leave negatives unset there")
 
@@ -119,9 +125,24 @@ PHASES: dict[str, dict[str, Any]] = {
 
 def symmetric_contrastive(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
     """In-batch InfoNCE both ways between row-aligned vectors (row i of `a` belongs with row i of `b`)."""
-    scores = a @ b.T / temperature
-    target = torch.arange(scores.shape[0], device=scores.device)
-    return (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target)) / 2
+    return symmetric_cross_entropy(a @ b.T / temperature)
+
+
+def symmetric_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """InfoNCE both ways over an in-batch logit matrix whose diagonal holds the pairs."""
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def symmetric_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of the in-batch score distributions, image->text rows and text->image columns."""
+    teacher = teacher.detach() / temperature
+    student = student / temperature
+
+    def kl(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.kl_div(F.log_softmax(s, dim=1), F.log_softmax(t, dim=1), log_target=True, reduction="batchmean")
+
+    return (kl(student, teacher) + kl(student.T, teacher.T)) / 2
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -335,14 +356,15 @@ class Pretrainer(nn.Module):
             )
         return terms
 
-    def _dense_terms(
+    def _dense_scores(
         self, image_hidden: torch.Tensor, text_hidden: torch.Tensor, mask: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
+    ) -> torch.Tensor | None:
+        """The auxiliary dense term's in-batch cosines (images x captions), or None without it."""
         if self.dense_image is None or self.dense_text is None:
-            return {}
+            return None
         image = F.normalize(self.dense_image(image_hidden.mean(dim=1)), dim=-1)
         text = F.normalize(self.dense_text(masked_mean(text_hidden, mask)), dim=-1)
-        return {"dense": self.losses.dense_weight * symmetric_contrastive(image, text, self.losses.temperature)}
+        return image @ text.T
 
     def _restricted(self) -> bool:
         return float(self.step) < self.losses.own_tokens * self.total_steps
@@ -367,8 +389,9 @@ class Pretrainer(nn.Module):
         image_logits = vocabulary_logits(model.visual_head, image_hidden, columns)
         p_image = sparse_pool(image_logits, None, vocab_mask)
         terms = self._mlm_terms(image_logits, ids, mask, generator, columns)
-        if text_hidden is not None:
-            terms.update(self._dense_terms(image_hidden, text_hidden, mask))
+        dense = self._dense_scores(image_hidden, text_hidden, mask) if text_hidden is not None else None
+        if dense is not None:
+            terms["dense"] = cfg.dense_weight * symmetric_cross_entropy(dense / cfg.temperature)
         stats: dict[str, torch.Tensor] = {}
         if text_hidden is not None:
             text_logits = vocabulary_logits(model.text.cls.predictions, text_hidden, columns)
@@ -377,7 +400,7 @@ class Pretrainer(nn.Module):
                 terms.update(self._word_terms(image_logits, p_image, text_logits, mask, targets))
                 if self._restricted():
                     p_text = p_text * targets.own_words
-            terms.update(self._contrastive_terms(p_image, p_text, pixels, ids, mask))
+            terms.update(self._contrastive_terms(p_image, p_text, pixels, ids, mask, dense))
             with torch.no_grad():
                 stats["nnz_image"] = quantized_nnz(keep_top_k(p_image, cfg.train_top_k_image))
                 stats["nnz_text"] = quantized_nnz(keep_top_k(p_text, cfg.train_top_k_text))
@@ -388,13 +411,22 @@ class Pretrainer(nn.Module):
         return {"loss": torch.stack(list(terms.values())).sum(), **terms, **stats}
 
     def _contrastive_terms(
-        self, p_image: torch.Tensor, p_text: torch.Tensor, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+        self,
+        p_image: torch.Tensor,
+        p_text: torch.Tensor,
+        pixels: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        dense: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         cfg, terms = self.losses, dict[str, torch.Tensor]()
         v_image = self._vector(p_image, cfg.train_top_k_image)
         v_text = self._vector(p_text, cfg.train_top_k_text)
+        scores = v_image @ v_text.T
         if cfg.contrastive:
-            terms["contrastive"] = cfg.contrastive_weight * symmetric_contrastive(v_image, v_text, cfg.temperature)
+            terms["contrastive"] = cfg.contrastive_weight * symmetric_cross_entropy(scores / cfg.temperature)
+        if cfg.distill_weight > 0 and dense is not None:
+            terms["distill"] = cfg.distill_weight * symmetric_distillation(scores, dense, cfg.temperature)
         if cfg.momentum:
             terms["momentum"] = self._momentum_loss(v_image, v_text, pixels, ids, mask)
         weight = self._flops_weight()

@@ -131,10 +131,11 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(encoder: LexLIPEncoder, sha
 def test_every_parameter_gets_a_gradient_and_the_bottleneck_embeddings_do_not(
     encoder: LexLIPEncoder, shapes: Path
 ) -> None:
-    module = _pretrainer(encoder, dense_weight=0.5).train()  # every term, the auxiliary dense one included
+    # every term, the auxiliary dense one and its distillation into the lexicons included
+    module = _pretrainer(encoder, dense_weight=0.5, distill_weight=0.5).train()
     pixels, ids, mask = _batch(encoder, shapes)
     out = module(pixels, ids, mask, generator=torch.Generator().manual_seed(0))
-    assert "dense" in out and module.dense_image is not None
+    assert "dense" in out and "distill" in out and module.dense_image is not None
     out["loss"].backward()
     missing = [n for n, p in module.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
     assert missing == []
@@ -145,6 +146,22 @@ def test_every_parameter_gets_a_gradient_and_the_bottleneck_embeddings_do_not(
     embeddings = module.model.text.bert.embeddings.word_embeddings.weight
     assert embeddings.grad is None  # stop-gradient: b = softmax(...) @ sg(W_te)
     assert module.model.visual_head.decoder.weight.grad is not None
+
+
+def test_distillation_moves_the_lexicon_scores_toward_the_dense_ones_and_never_the_dense_ones() -> None:
+    from trainer.objectives import symmetric_distillation
+
+    teacher = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.1], [0.0, 0.3, 0.7]], requires_grad=True)
+    assert float(symmetric_distillation(teacher.detach().clone(), teacher, 0.05)) == pytest.approx(0.0, abs=1e-6)
+    student = torch.zeros(3, 3, requires_grad=True)
+    loss = symmetric_distillation(student, teacher, 0.05)
+    loss.backward()
+    assert float(loss.detach()) > 0 and teacher.grad is None
+    assert student.grad is not None and float(student.grad[0, 0]) < 0 < float(
+        student.grad[0, 2]
+    )  # raise 0.9, lower 0.0
+    with pytest.raises(ValueError, match="set dense_weight too"):
+        LossConfig(distill_weight=1.0)
 
 
 def test_momentum_encoder_follows_the_ema_and_queues_hold_sparse_non_negative_keys(
