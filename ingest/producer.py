@@ -188,6 +188,7 @@ class Run:
         self.run_id: str | None = None
         self.restarted = False
         self.broker_gone = False
+        self.gone_because = ""
 
     # --- accounting -------------------------------------------------------------------------------------------------
     def fail(self, line: int, reason: str, item_id: str | None = None, source: str | None = None) -> None:
@@ -342,7 +343,7 @@ class Run:
     def _gone_reason(self, line: int, what: str) -> str:
         return (
             f"line {line}: {what}: the broker was unreachable for {self.settings.broker_wait_s:.0f} s "
-            f"({getattr(self, 'gone_because', '')}); run the manifest again"
+            f"({self.gone_because}); run the manifest again"
         )
 
     def _abandon_pending(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from lexlip_es import __version__
 from lexlip_es.cli_ingest import add_commands as add_ingest_commands
@@ -134,15 +133,15 @@ def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     pairs = load_pairs(args.data, args.split)
     if args.max_images:
         pairs = pairs[: args.max_images]
-    config = _json.loads((Path(args.checkpoint) / "config.json").read_text())
-    if config.get("kind") == "dense":
-        from lexlip_es.encoders.dense import DenseEncoder
+    from lexlip_es.encoders.dense import DenseEncoder
+    from lexlip_es.encoders.lexlip import LexLIPEncoder
+    from lexlip_es.encoders.loading import load_encoder
 
-        result = evaluate_dense(DenseEncoder.from_pretrained(args.checkpoint), pairs)
+    encoder = load_encoder(args.checkpoint, kind="torch")
+    if isinstance(encoder, DenseEncoder):
+        result = evaluate_dense(encoder, pairs)
     else:
-        from lexlip_es.encoders.lexlip import LexLIPEncoder
-
-        encoder = LexLIPEncoder.from_pretrained(args.checkpoint)
+        assert isinstance(encoder, LexLIPEncoder)
         result = evaluate_sparse(encoder, pairs, top_k_image=args.top_k_image, top_k_text=args.top_k_text)
     print(_json.dumps(result, indent=2))
     return 0

@@ -25,18 +25,9 @@ def text_encoder(checkpoint: str | Path | None) -> Any:
     """ONNX Runtime when the checkpoint holds an export (no torch at query time), else the torch encoder."""
     if not checkpoint:
         raise LexlipError("searching by text needs a checkpoint: pass --checkpoint or set LEXLIP_CHECKPOINT")
-    directory = Path(checkpoint)
-    if not (directory / "config.json").exists():
-        raise LexlipError(f"{directory} is not a checkpoint folder (no config.json)")
-    from lexlip_es.encoders.onnx_text import ONNX_FILE
+    from lexlip_es.encoders.loading import load_encoder
 
-    if (directory / ONNX_FILE).exists():
-        from lexlip_es.encoders.onnx_text import OnnxTextEncoder
-
-        return OnnxTextEncoder(directory)
-    from lexlip_es.encoders.lexlip import LexLIPEncoder
-
-    return LexLIPEncoder.from_pretrained(directory)
+    return load_encoder(checkpoint)
 
 
 def _cmd_search(args: argparse.Namespace, settings: Settings) -> int:

@@ -254,7 +254,7 @@ def recall(
     from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD
 
     started = time.monotonic()
-    layout = search.layout
+    layout = search.layout()
     captions = [(r["id"], c) for r in rows for c in r["captions"]]
     vectors = encoder.encode_texts([c for _, c in captions], scale=layout.scale, top_k=layout.top_k_text)
     depth = max(KS)

@@ -1,11 +1,10 @@
 """LexSearch: text, image or vector queries against a LexLIP index on the caller's cluster, with explanations.
 
     from opensearchpy import OpenSearch
-    from lexlip_es.search import LexSearch
-    from lexlip_es.encoders.onnx_text import OnnxTextEncoder
+    from lexlip_es import LexSearch, load_encoder
 
     search = LexSearch(OpenSearch("https://search.internal:9200", http_auth=...), "images",
-                       text_encoder=OnnxTextEncoder("checkpoints/small"))
+                       text_encoder=load_encoder("checkpoints/small"))
     for hit in search.search_text("a red circle at the top left", k=10, filters=[{"term": {"shop": "eu"}}]):
         print(hit.id, hit.score, search.explain(hit)[:3])
 
@@ -18,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from lexlip_es.backends.base import Contribution, SearchHit
 from lexlip_es.backends.engine import AsyncEngineBackend, EngineBackend, EngineQueries, FastMode
@@ -26,7 +25,7 @@ from lexlip_es.clients import clause_limit_from, engine_errors, flavor_of, max_c
 from lexlip_es.errors import EmptyQueryError, MappingError, QueryError
 from lexlip_es.indices import layout_from_mapping, read_layout
 from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD, LexiconLayout
-from lexlip_es.sparse import SparseVector
+from lexlip_es.sparse import SparseVector, Vocabulary
 
 DEFAULT_MAX_QUERY_CHARS = 1000
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
@@ -47,18 +46,61 @@ def check_text(text: object, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> str:
     return cleaned
 
 
-def _model_id(encoder: Any) -> str | None:
+class QueryTextEncoder(Protocol):
+    """What `LexSearch` needs of a text encoder (`LexLIPEncoder`, `OnnxTextEncoder`)."""
+
+    model_id: str
+
+    @property
+    def vocab(self) -> Vocabulary: ...
+
+    def encode_texts(
+        self, texts: Sequence[str], scale: float | None = None, top_k: int | None = None
+    ) -> list[SparseVector]: ...
+
+
+class QueryImageEncoder(Protocol):
+    """What `LexSearch` needs of an image encoder (`LexLIPEncoder`)."""
+
+    model_id: str
+
+    @property
+    def vocab(self) -> Vocabulary: ...
+
+    def encode_images(
+        self, images: Sequence[Any], scale: float | None = None, top_k: int | None = None
+    ) -> list[SparseVector]: ...
+
+
+class SearchClient(Protocol):
+    """What `LexSearch` needs of a client: opensearch-py's `OpenSearch` or elasticsearch-py's `Elasticsearch`
+    (`AsyncLexSearch`: their async twins), configured by the caller (hosts, auth, TLS, retries)."""
+
+    @property
+    def indices(self) -> Any: ...
+
+    @property
+    def cluster(self) -> Any: ...
+
+    def search(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def get(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def mget(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def _model_id(encoder: QueryTextEncoder | QueryImageEncoder | None) -> str | None:
     return getattr(encoder, "model_id", None)
 
 
 class _LexSearchBase:
     def __init__(
         self,
-        client: Any,
+        client: SearchClient,
         index: str,
         *,
-        text_encoder: Any = None,
-        image_encoder: Any = None,
+        text_encoder: QueryTextEncoder | None = None,
+        image_encoder: QueryImageEncoder | None = None,
         layout: LexiconLayout | None = None,
         max_query_terms: int | None = None,
         max_query_chars: int = DEFAULT_MAX_QUERY_CHARS,
@@ -104,8 +146,17 @@ class _LexSearchBase:
         vector = self.image_encoder.encode_images([image], scale=layout.scale, top_k=layout.top_k_image)[0]
         return self._features(vector, "the image", self.image_encoder)
 
+    def _vector_features(self, vector: Mapping[str, float] | SparseVector) -> Mapping[str, float]:
+        if not isinstance(vector, SparseVector):
+            return vector
+        encoder = self.text_encoder or self.image_encoder
+        if encoder is None:
+            raise QueryError("a SparseVector query needs an encoder for its vocabulary; pass {token: weight}")
+        features: dict[str, float] = vector.to_features(encoder.vocab, escape=False)
+        return features
+
     @staticmethod
-    def _features(vector: SparseVector, what: str, encoder: Any) -> dict[str, float]:
+    def _features(vector: SparseVector, what: str, encoder: QueryTextEncoder | QueryImageEncoder) -> dict[str, float]:
         features: dict[str, float] = vector.to_features(encoder.vocab, escape=False)
         if not features:
             raise EmptyQueryError(f"{what} encodes to an empty lexicon: no term carries weight after quantization")
@@ -113,21 +164,38 @@ class _LexSearchBase:
 
 
 class LexSearch(_LexSearchBase):
-    """Search a LexLIP index through a sync opensearch-py or elasticsearch client."""
+    """Search a LexLIP index through a sync opensearch-py or elasticsearch client.
+
+    Args:
+        client: your `OpenSearch` or `Elasticsearch` client (hosts, auth, TLS and retries are yours).
+        index: the index or alias (its `_meta` names the model, scale and top-K: see `create_index`).
+        text_encoder: encodes query texts (`load_encoder(path)`: ONNX or torch); needed by `search_text`.
+        image_encoder: encodes query images (`LexLIPEncoder`); needed by `search_image`.
+        layout: the index's layout, when known (else read from the index once).
+        max_query_terms: keep at most this many query terms (default: the cluster's clause limit allows).
+        max_query_chars: longer query texts are refused.
+        source: `_source` filtering for the hits (True, a list of fields, or an includes/excludes mapping).
+        tie_break: order equal scores by id, as Anserini and the exact scorer do (needed for `after=` pages).
+        fast: `FastMode()` retrieves with the heaviest query terms and rescores a window with the rest.
+
+    Raises:
+        MappingError: an encoder of another model than the index's (at the first search).
+    """
 
     _backend: EngineBackend | None = None
 
-    @property
     def layout(self) -> LexiconLayout:
+        """The index's layout (model id, scale, top-K, field type), read from its `_meta` once."""
         if self._layout is None:
             self._layout = read_layout(self.client, self.index)
         return self._layout
 
-    @property
     def backend(self) -> EngineBackend:
+        """The query builder and runner for this index and cluster (clause limit read once)."""
         if self._backend is None:
-            limit = max_clause_count(self.client) if self.layout.field_type != "sparse_vector" else 0
-            self._backend = EngineBackend(self.client, self._queries(self.layout, limit))
+            layout = self.layout()
+            limit = max_clause_count(self.client) if layout.field_type != "sparse_vector" else 0
+            self._backend = EngineBackend(self.client, self._queries(layout, limit))
         return self._backend
 
     def search_vector(
@@ -138,29 +206,81 @@ class LexSearch(_LexSearchBase):
         field: str = IMAGE_FIELD,
         filters: Sequence[Mapping[str, Any]] = (),
         min_score: float | None = None,
+        after: SearchHit | None = None,
     ) -> list[SearchHit]:
-        """Top-k documents by the dot product of `vector` ({token: weight}, unescaped) with their `field` lexicon."""
-        if isinstance(vector, SparseVector):
-            if self.text_encoder is None and self.image_encoder is None:
-                raise QueryError("a SparseVector query needs an encoder for its vocabulary; pass {token: weight}")
-            vector = vector.to_features((self.text_encoder or self.image_encoder).vocab, escape=False)
-        return self.backend.search(vector, k, field, filters, min_score)
+        """Top-k documents by the dot product of `vector` with their `field` lexicon.
+
+        Args:
+            vector: {token: weight} (tokens unescaped), or a `SparseVector` of this search's encoder vocabulary.
+            k: hits to return (at most 10,000 a page: the engines' result window).
+            field: `image_lexicon` (default) or `caption_lexicon`.
+            filters: query clauses that restrict without scoring, e.g. `{"term": {"shop": "eu"}}`.
+            min_score: leave out hits scoring below it.
+            after: the last hit of the previous page, for the next page (exact mode).
+
+        Returns:
+            Hits, best first (ties by id), each with `score`, `source` and the query that produced it.
+
+        Raises:
+            QueryError: a bad vector, k, field, filter or `after`; EngineError (and its IndexNotFoundError,
+            EngineUnavailableError) for what the cluster answers.
+        """
+        return self.backend().search(self._vector_features(vector), k, field, filters, min_score, after)
 
     def search_text(
-        self, text: str, k: int = 10, filters: Sequence[Mapping[str, Any]] = (), min_score: float | None = None
+        self,
+        text: str,
+        k: int = 10,
+        filters: Sequence[Mapping[str, Any]] = (),
+        min_score: float | None = None,
+        *,
+        after: SearchHit | None = None,
     ) -> list[SearchHit]:
-        """Images for a text: the text's lexicon against the image lexicons."""
-        return self.backend.search(self._text_vector(self.layout, text), k, IMAGE_FIELD, filters, min_score)
+        """Images for a text: the text's lexicon against the image lexicons.
+
+        Args:
+            text: the query (at most `max_query_chars`; no control characters).
+            k, filters, min_score, after: as in `search_vector`.
+
+        Returns:
+            Hits, best first; `explain(hit)` splits a score into its tokens.
+
+        Raises:
+            QueryError: no text encoder, or a bad text; EmptyQueryError: a text whose lexicon is empty;
+            MappingError: an encoder of another model than the index's; EngineError: the cluster's answer.
+        """
+        vector = self._text_vector(self.layout(), text)
+        return self.backend().search(vector, k, IMAGE_FIELD, filters, min_score, after)
 
     def search_image(
-        self, image: Any, k: int = 10, filters: Sequence[Mapping[str, Any]] = (), min_score: float | None = None
+        self,
+        image: Any,
+        k: int = 10,
+        filters: Sequence[Mapping[str, Any]] = (),
+        min_score: float | None = None,
+        *,
+        after: SearchHit | None = None,
     ) -> list[SearchHit]:
-        """Captioned documents for an image (path, bytes or PIL image): its lexicon against the caption lexicons."""
-        return self.backend.search(self._image_vector(self.layout, image), k, CAPTION_FIELD, filters, min_score)
+        """Captioned documents for an image: its lexicon against the caption lexicons.
+
+        Args:
+            image: a path, bytes or a PIL image (decoded as ingest decodes).
+            k, filters, min_score, after: as in `search_vector`.
+
+        Returns:
+            Hits, best first.
+
+        Raises:
+            QueryError: no image encoder; ImageDecodeError: an unusable image; EngineError: the cluster's answer.
+        """
+        return self.backend().search(
+            self._image_vector(self.layout(), image), k, CAPTION_FIELD, filters, min_score, after
+        )
 
     def explain(self, hit: SearchHit) -> list[Contribution]:
-        """The hit's score split by token, largest first; the contributions sum to the engine's score."""
-        return self.backend.contributions(hit)
+        """The hit's score split by token, largest first; the contributions sum to the engine's score (from the
+        stored lexicon, or the engine's `_explain` when lexicons are left out of `_source`)."""
+        return self.backend().contributions(hit)
 
 
 class AsyncLexSearch(_LexSearchBase):
@@ -169,6 +289,7 @@ class AsyncLexSearch(_LexSearchBase):
     _backend: AsyncEngineBackend | None = None
 
     async def layout(self) -> LexiconLayout:
+        """The index's layout (model id, scale, top-K, field type), read from its `_meta` once."""
         if self._layout is None:
             with engine_errors(f"reading the mapping of {self.index!r}", self.index):
                 response = await self.client.indices.get_mapping(index=self.index)
@@ -176,6 +297,7 @@ class AsyncLexSearch(_LexSearchBase):
         return self._layout
 
     async def backend(self) -> AsyncEngineBackend:
+        """The query builder and runner for this index and cluster (clause limit read once)."""
         if self._backend is None:
             layout = await self.layout()
             limit = 0
@@ -188,28 +310,45 @@ class AsyncLexSearch(_LexSearchBase):
 
     async def search_vector(
         self,
-        vector: Mapping[str, float],
+        vector: Mapping[str, float] | SparseVector,
         k: int = 10,
         *,
         field: str = IMAGE_FIELD,
         filters: Sequence[Mapping[str, Any]] = (),
         min_score: float | None = None,
+        after: SearchHit | None = None,
     ) -> list[SearchHit]:
-        return await (await self.backend()).search(vector, k, field, filters, min_score)
+        """`LexSearch.search_vector`, awaited."""
+        return await (await self.backend()).search(self._vector_features(vector), k, field, filters, min_score, after)
 
     async def search_text(
-        self, text: str, k: int = 10, filters: Sequence[Mapping[str, Any]] = (), min_score: float | None = None
+        self,
+        text: str,
+        k: int = 10,
+        filters: Sequence[Mapping[str, Any]] = (),
+        min_score: float | None = None,
+        *,
+        after: SearchHit | None = None,
     ) -> list[SearchHit]:
+        """`LexSearch.search_text`, awaited (the text is encoded in a worker thread)."""
         layout = await self.layout()
         vector = await asyncio.to_thread(self._text_vector, layout, text)
-        return await (await self.backend()).search(vector, k, IMAGE_FIELD, filters, min_score)
+        return await (await self.backend()).search(vector, k, IMAGE_FIELD, filters, min_score, after)
 
     async def search_image(
-        self, image: Any, k: int = 10, filters: Sequence[Mapping[str, Any]] = (), min_score: float | None = None
+        self,
+        image: Any,
+        k: int = 10,
+        filters: Sequence[Mapping[str, Any]] = (),
+        min_score: float | None = None,
+        *,
+        after: SearchHit | None = None,
     ) -> list[SearchHit]:
+        """`LexSearch.search_image`, awaited (the image is encoded in a worker thread)."""
         layout = await self.layout()
         vector = await asyncio.to_thread(self._image_vector, layout, image)
-        return await (await self.backend()).search(vector, k, CAPTION_FIELD, filters, min_score)
+        return await (await self.backend()).search(vector, k, CAPTION_FIELD, filters, min_score, after)
 
     async def explain(self, hit: SearchHit) -> list[Contribution]:
+        """`LexSearch.explain`, awaited."""
         return await (await self.backend()).contributions(hit)

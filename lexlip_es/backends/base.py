@@ -20,6 +20,8 @@ class SearchHit:
     field: str = ""
     query: Mapping[str, float] = dataclasses.field(default_factory=dict)
     """The query lexicon that produced the hit ({token: weight}, tokens unescaped)."""
+    sort: tuple[Any, ...] = ()
+    """The engine's sort values (score, id) in exact mode: pass the hit as `after=` for the next page."""
 
 
 @dataclass(frozen=True)

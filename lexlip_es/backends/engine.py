@@ -59,6 +59,10 @@ class FastMode:
             raise QueryError(f"fast mode needs terms >= 1 and window >= 1, got {self.terms} and {self.window}")
 
 
+MAX_RESULT_WINDOW = 10_000
+"""OpenSearch's and Elasticsearch's default `index.max_result_window`: from + size beyond it is refused."""
+
+
 @dataclass
 class EngineQueries:
     flavor: Flavor
@@ -76,7 +80,14 @@ class EngineQueries:
         field: str,
         filters: Sequence[Mapping[str, Any]] = (),
         min_score: float | None = None,
+        after: SearchHit | None = None,
     ) -> dict[str, Any]:
+        """The `_search` body; `after` (the last hit of the previous page) asks for the page after it."""
+        if isinstance(k, int) and not isinstance(k, bool) and k > MAX_RESULT_WINDOW:
+            raise QueryError(
+                f"k={k:,} is beyond the engine's result window of {MAX_RESULT_WINDOW:,} hits "
+                "(index.max_result_window): ask for pages, passing the last hit as after="
+            )
         if field not in LEXICON_FIELDS:
             raise QueryError(f"field must be one of {LEXICON_FIELDS}, got {field!r}")
         for f in filters:
@@ -85,9 +96,11 @@ class EngineQueries:
         weights = top_terms(check_vector(vector), self.max_terms)
         model_filter = {"term": {MODEL_FIELD: self.layout.model_id}}
         if self.fast is not None and len(weights) > self.fast.terms:
+            if after is not None:
+                self._sort_of(after)
             return self._fast_body(weights, k, field, [model_filter, *filters], min_score)
         clause = lexicon_clause(self.flavor, self.layout.field_type, field, weights)
-        return search_body(
+        body = search_body(
             clause,
             k,
             filters=[model_filter, *filters],
@@ -95,6 +108,16 @@ class EngineQueries:
             source=self.source,
             tie_break_field=ID_FIELD if self.tie_break else None,
         )
+        if after is not None:
+            body["search_after"] = list(self._sort_of(after))
+        return body
+
+    def _sort_of(self, after: SearchHit) -> tuple[Any, ...]:
+        if self.fast is not None or not self.tie_break:
+            raise QueryError("pages (after=) need exact mode with its tie-break by id: fast mode rescored the hits")
+        if not isinstance(after, SearchHit) or len(after.sort) != 2:
+            raise QueryError("after= takes a hit this search returned (it carries the engine's sort values)")
+        return after.sort
 
     def _fast_body(
         self,
@@ -137,6 +160,7 @@ class EngineQueries:
                 index=str(h.get("_index", self.index)),
                 field=field,
                 query=query,
+                sort=tuple(h.get("sort") or ()),
             )
             for h in response["hits"]["hits"]
         ]
@@ -213,8 +237,9 @@ class EngineBackend(VectorBackend):
         field: str,
         filters: Sequence[Mapping[str, Any]] = (),
         min_score: float | None = None,
+        after: SearchHit | None = None,
     ) -> list[SearchHit]:
-        body = self.q.body(vector, k, field, filters, min_score)
+        body = self.q.body(vector, k, field, filters, min_score, after)
         with engine_errors(f"searching {self.q.index!r}", self.q.index):
             response = self.client.search(**self.q.search_request(body))
         return self.q.hits(response, field, vector)
@@ -259,8 +284,9 @@ class AsyncEngineBackend:
         field: str,
         filters: Sequence[Mapping[str, Any]] = (),
         min_score: float | None = None,
+        after: SearchHit | None = None,
     ) -> list[SearchHit]:
-        body = self.q.body(vector, k, field, filters, min_score)
+        body = self.q.body(vector, k, field, filters, min_score, after)
         with engine_errors(f"searching {self.q.index!r}", self.q.index):
             response = await self.client.search(**self.q.search_request(body))
         return self.q.hits(response, field, vector)

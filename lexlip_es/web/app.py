@@ -235,7 +235,9 @@ def create_app(
 
     def upload_lexicon(img: PILImage.Image) -> dict[str, float]:
         """The image's lexicon as ingest writes it: the index's scale and image top-K, from the index's model."""
-        layout = search.layout
+        layout = search.layout()
+        if encoder is None:  # the page has no upload form then
+            raise QueryError("this page has no image encoder: uploads are off")
         model = getattr(encoder, "model_id", None)
         if model is not None and model != layout.model_id:
             raise MappingError(

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +165,32 @@ def celery_worker(
     app = create_app(settings.with_(redis_url=redis_url))
     wait_ready(engine, lambda: bool(app.control.ping(timeout=1.0)), settings.start_timeout_s, "an answer to ping")
     return engine
+
+
+INGEST_IMAGES = 5000
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """5,000 shapes images at 32 px for the ingestion tests (the image root of their manifests)."""
+    from trainer.data.shapes import generate_shapes
+
+    root = tmp_path_factory.mktemp("ingest-shapes")
+    generate_shapes(root, INGEST_IMAGES, 0, 0, seed=7, image_size=32)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shapes(shapes_root: Path) -> list[Any]:
+    from trainer.data.datasets import load_pairs
+
+    return load_pairs(next(shapes_root.glob("*.json")), "train")
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seeded tiny model, saved: what the ingestion tests' workers load."""
+    from lexlip_es.encoders.lexlip import LexLIPEncoder
+
+    saved: Path = LexLIPEncoder.from_config("tiny", seed=0).save_pretrained(tmp_path_factory.mktemp("ckpt") / "tiny")
+    return saved

@@ -26,11 +26,9 @@ from lexlip_es.local.opensearch import start_opensearch
 from lexlip_es.local.process import LocalEngine
 from lexlip_es.mapping import IndexOptions
 from lexlip_es.settings import Settings
-from trainer.data.datasets import load_pairs
-from trainer.data.shapes import generate_shapes
+from tests.integration.conftest import INGEST_IMAGES as N_IMAGES
 
 ROOT = Path(__file__).resolve().parents[2]
-N_IMAGES = 5000
 MAX_IMAGE_BYTES = 2_000_000
 
 
@@ -57,23 +55,6 @@ def cluster(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Ite
     node = Cluster(settings, tmp_path_factory.mktemp("ingest-opensearch"))
     yield node
     node.stop()
-
-
-@pytest.fixture(scope="module")
-def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ingest-shapes")
-    generate_shapes(root, N_IMAGES, 0, 0, seed=7, image_size=32)
-    return root
-
-
-@pytest.fixture(scope="module")
-def shapes(shapes_root: Path) -> list[Any]:
-    return load_pairs(next(shapes_root.glob("*.json")), "train")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return LexLIPEncoder.from_config("tiny", seed=0).save_pretrained(tmp_path_factory.mktemp("ingest-ckpt") / "tiny")
 
 
 class Workers:
@@ -341,6 +322,8 @@ def test_a_3000_row_manifest_with_every_hostile_class_accounts_for_every_row(
     bad_lines = {n: expect for n, (_, expect) in enumerate(rows, 1) if expect}
     good_ids = _expected_ids(rows)
     assert len(good_ids) + len(bad_lines) == len(rows)
+    mapping = OpenSearch(cluster.url).indices.get_mapping(index="ingest-hostile")["ingest-hostile"]["mappings"]
+    assert mapping["properties"]["image"]["type"] == "keyword"  # mapped up front: no row can make it an object
     stored = _stored(cluster, "ingest-hostile")
     assert set(stored) == good_ids, (sorted(set(stored) - good_ids)[:5], sorted(good_ids - set(stored))[:5])
     summary = f"{len(rows)} rows: {len(good_ids)} indexed, 0 already there, {len(bad_lines)} failed"
@@ -373,3 +356,18 @@ def _expected_ids(rows: list[tuple[dict[str, Any] | bytes, str]]) -> set[str]:
         if not expect and isinstance(row, dict):
             ids.add(str(row["id"]) if "id" in row else str(row["image"]))
     return ids
+
+
+def test_the_dead_letter_store_is_bounded_and_keyed_by_row(redis_url: str) -> None:
+    from ingest.deadletter import MAX_REASON_CHARS, DeadLetter, row_key
+
+    store = DeadLetters.from_url(redis_url, "bounded-test", max_entries=5)
+    store.redis.delete(store.key, store.order)
+    for line in range(1, 9):
+        store.add([DeadLetter(row_key("/data/m.jsonl", line), f"line {line}: bad" + "!" * 5000, f"id-{line}", line)])
+        time.sleep(0.01)
+    entries = store.all()
+    assert sorted(e["line"] for e in entries.values()) == [4, 5, 6, 7, 8]  # the newest five
+    assert all(len(e["reason"]) == MAX_REASON_CHARS for e in entries.values())
+    store.clear([row_key("/data/m.jsonl", 8)])
+    assert len(store) == 4 and row_key("/data/m.jsonl", 8) not in store.all()

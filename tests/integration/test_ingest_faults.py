@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +21,10 @@ from opensearchpy import OpenSearch, helpers
 from ingest.app import create_app
 from ingest.local import start_worker
 from ingest.producer import RunSettings, Tally, run_ingest
-from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.local.process import LocalEngine
 from lexlip_es.local.redis import start_redis
 from lexlip_es.mapping import IndexOptions
 from lexlip_es.settings import Settings
-from trainer.data.datasets import load_pairs
-from trainer.data.shapes import generate_shapes
-
-N_IMAGES = 5000
-
-
-@pytest.fixture(scope="module")
-def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fault-shapes")
-    generate_shapes(root, N_IMAGES, 0, 0, seed=3, image_size=32)
-    return root
-
-
-@pytest.fixture(scope="module")
-def shapes(shapes_root: Path) -> list[Any]:
-    return load_pairs(next(shapes_root.glob("*.json")), "train")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return LexLIPEncoder.from_config("tiny", seed=0).save_pretrained(tmp_path_factory.mktemp("fault-ckpt") / "tiny")
 
 
 def _figures(settings: Settings, name: str, figures: dict[str, Any]) -> None:
@@ -105,66 +84,77 @@ def _rss(pid: int) -> int:
         return 0
 
 
-@pytest.fixture
-def pool_factory(
-    opensearch_url: str, settings: Settings, tmp_path: Path
-) -> Iterator[Callable[[str, dict[str, str]], Pool]]:
-    pools: list[Pool] = []
+@dataclass
+class Faults:
+    """What every fault test needs: the shared OpenSearch node, the shapes images, the tiny checkpoint, and the
+    worker pools it started (stopped at the end)."""
 
-    def make(redis_url: str, extra: dict[str, str]) -> Pool:
+    settings: Settings
+    url: str
+    shapes: list[Any]
+    root: Path
+    checkpoint: Path
+    tmp: Path
+    pools: list[Pool] = field(default_factory=list)
+
+    def pool(self, redis_url: str, extra: dict[str, str]) -> Pool:
         env = {
             **os.environ,
             "LEXLIP_REDIS_URL": redis_url,
-            "LEXLIP_OPENSEARCH_URL": opensearch_url,
+            "LEXLIP_OPENSEARCH_URL": self.url,
             "LEXLIP_VISIBILITY_TIMEOUT_S": "20",
             **extra,
         }
-        pool = Pool(env, tmp_path)
-        pools.append(pool)
-        return pool
+        self.pools.append(Pool(env, self.tmp))
+        return self.pools[-1]
 
-    yield make
-    for pool in pools:
+    def rows(self, n: int) -> list[dict[str, Any]]:
+        """`n` rows over the shapes images (several ids per image when n is larger than the set)."""
+        rows = []
+        for i in range(n):
+            pair = self.shapes[i % len(self.shapes)]
+            rows.append(
+                {"id": f"{pair.image_id}-{i // len(self.shapes)}", "image": pair.image, "captions": pair.captions[:1]}
+            )
+        return rows
+
+    def manifest(self, name: str, rows: list[dict[str, Any]]) -> Path:
+        path = self.tmp / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    def ingest(self, env: dict[str, str], manifest: Path, index: str, **run: Any) -> Tally:
+        return run_ingest(
+            create_app(Settings.from_env(env)),
+            OpenSearch(self.url, timeout=60, max_retries=0),
+            manifest,
+            index,
+            self.checkpoint,
+            options=IndexOptions(replicas=0),
+            image_root=self.root,
+            run_settings=RunSettings(**{"timeout_s": 1500.0, **run}),
+        )
+
+    def stored(self, index: str) -> list[str]:
+        client = OpenSearch(self.url, timeout=60)
+        client.indices.refresh(index=index)
+        return [h["_id"] for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}}, _source=False)]
+
+    def count(self, index: str) -> int:
+        try:
+            return int(OpenSearch(self.url, timeout=5, max_retries=0).count(index=index)["count"])
+        except Exception:
+            return 0
+
+
+@pytest.fixture
+def faults(
+    settings: Settings, opensearch_url: str, shapes: list[Any], shapes_root: Path, checkpoint: Path, tmp_path: Path
+) -> Iterator[Faults]:
+    bundle = Faults(settings, opensearch_url, shapes, shapes_root, checkpoint, tmp_path)
+    yield bundle
+    for pool in bundle.pools:
         pool.stop()
-
-
-def _manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _rows(shapes: list[Any], n: int) -> list[dict[str, Any]]:
-    """`n` rows over the shapes images (several ids per image when n is larger than the set)."""
-    return [
-        {
-            "id": f"{shapes[i % len(shapes)].image_id}-{i // len(shapes)}",
-            "image": shapes[i % len(shapes)].image,
-            "captions": list(shapes[i % len(shapes)].captions[:1]),
-        }
-        for i in range(n)
-    ]
-
-
-def _ingest(
-    env: dict[str, str], url: str, manifest: Path, index: str, checkpoint: Path, root: Path, **run: Any
-) -> Tally:
-    app = create_app(Settings.from_env(env))
-    return run_ingest(
-        app,
-        OpenSearch(url, timeout=60, max_retries=0),
-        manifest,
-        index,
-        checkpoint,
-        options=IndexOptions(replicas=0),
-        image_root=root,
-        run_settings=RunSettings(**{"timeout_s": 1500.0, **run}),
-    )
-
-
-def _stored_ids(url: str, index: str) -> list[str]:
-    client = OpenSearch(url, timeout=60)
-    client.indices.refresh(index=index)
-    return [h["_id"] for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}}, _source=False)]
 
 
 def _in_background(run: Callable[[], Tally]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -181,85 +171,59 @@ def _in_background(run: Callable[[], Tally]) -> tuple[threading.Thread, dict[str
     return thread, outcome
 
 
-def _count(url: str, index: str) -> int:
-    try:
-        return int(OpenSearch(url, timeout=5, max_retries=0).count(index=index)["count"])
-    except Exception:
-        return 0
-
-
-def test_a_poison_image_that_kills_its_worker_is_dead_lettered_after_two_deliveries(
-    pool_factory: Callable[[str, dict[str, str]], Pool],
-    settings: Settings,
-    opensearch_url: str,
-    shapes: list[Any],
-    shapes_root: Path,
-    checkpoint: Path,
-    tmp_path: Path,
-) -> None:
+def test_a_poison_image_that_kills_its_worker_is_dead_lettered_after_two_deliveries(faults: Faults) -> None:
     from PIL import Image
 
     # 64 megapixels (the pixel limit) in a 260 KB file: decoding and flattening it takes over 1 GiB at once, more
     # than the workers' 1,500 MiB ceiling leaves above a child's ~900 MiB at rest
-    Image.new("RGBA", (8000, 8000), (10, 20, 30, 255)).save(shapes_root / "poison.png")
-    redis = start_redis(settings, base_dir=tmp_path / "redis")
+    Image.new("RGBA", (8000, 8000), (10, 20, 30, 255)).save(faults.root / "poison.png")
+    redis = start_redis(faults.settings, base_dir=faults.tmp / "redis")
     try:
-        pool = pool_factory(redis.url, {"LEXLIP_WORKER_MEMORY_MB": "1500", "LEXLIP_VISIBILITY_TIMEOUT_S": "120"})
+        pool = faults.pool(redis.url, {"LEXLIP_WORKER_MEMORY_MB": "1500", "LEXLIP_VISIBILITY_TIMEOUT_S": "120"})
         pool.start("p1")
         pool.start("p2")
-        rows = _rows(shapes, 300)
-        rows.insert(150, {"id": "poison", "image": str(shapes_root / "poison.png"), "captions": ["nothing"]})
-        manifest = _manifest(tmp_path / "poison.jsonl", rows)
+        rows = faults.rows(300)
+        rows.insert(150, {"id": "poison", "image": str(faults.root / "poison.png"), "captions": ["nothing"]})
+        manifest = faults.manifest("poison.jsonl", rows)
         started = time.monotonic()
-        tally = _ingest(pool.env, opensearch_url, manifest, "faults-poison", checkpoint, shapes_root)
+        tally = faults.ingest(pool.env, manifest, "faults-poison")
         seconds = time.monotonic() - started
         assert tally.indexed == 300 and tally.skipped == 0
         assert list(tally.failed) == [151]
         assert "line 151: the worker went over its memory limit on it" in tally.failed[151]
         assert tally.redelivered == 1 and tally.max_deliveries == 2
-        assert len(_stored_ids(opensearch_url, "faults-poison")) == 300
+        assert len(faults.stored("faults-poison")) == 300
         assert pool.alive()  # the main processes; their children were replaced
         app = create_app(Settings.from_env(pool.env))
         replies = {host for reply in app.control.ping(timeout=2.0) for host in reply}
         assert {h.split("@")[0] for h in replies} >= {"p1", "p2"}
-        _figures(settings, "poison", {"rows": len(rows), "seconds": round(seconds, 1), "deliveries": 2})
+        _figures(faults.settings, "poison", {"rows": len(rows), "seconds": round(seconds, 1), "deliveries": 2})
     finally:
         redis.stop()
 
 
 @pytest.mark.parametrize("persistent", [True, False], ids=["appendonly", "no-persistence"])
-def test_redis_killed_and_restarted_mid_run_loses_nothing_silently(
-    persistent: bool,
-    pool_factory: Callable[[str, dict[str, str]], Pool],
-    settings: Settings,
-    opensearch_url: str,
-    shapes: list[Any],
-    shapes_root: Path,
-    checkpoint: Path,
-    tmp_path: Path,
-) -> None:
-    base = tmp_path / "redis"
-    redis = start_redis(settings, base_dir=base, persistent=persistent)
+def test_redis_killed_and_restarted_mid_run_loses_nothing_silently(persistent: bool, faults: Faults) -> None:
+    base = faults.tmp / "redis"
+    redis = start_redis(faults.settings, base_dir=base, persistent=persistent)
     port = int(redis.url.rsplit(":", 1)[1].split("/")[0])
     index = f"faults-redis-{'aof' if persistent else 'none'}"
     try:
-        pool = pool_factory(redis.url, {})
+        pool = faults.pool(redis.url, {})
         pool.start("r1")
         pool.start("r2")
-        rows = _rows(shapes, 2000)
-        manifest = _manifest(tmp_path / "redis.jsonl", rows)
+        rows = faults.rows(2000)
+        manifest = faults.manifest("redis.jsonl", rows)
         run = {"broker_wait_s": 90.0, "lost_after_s": 15.0}
-        thread, outcome = _in_background(
-            lambda: _ingest(pool.env, opensearch_url, manifest, index, checkpoint, shapes_root, **run)
-        )
+        thread, outcome = _in_background(lambda: faults.ingest(pool.env, manifest, index, **run))
         deadline = time.monotonic() + 600
-        while _count(opensearch_url, index) < 400 and time.monotonic() < deadline and thread.is_alive():
+        while faults.count(index) < 400 and time.monotonic() < deadline and thread.is_alive():
             time.sleep(0.2)
-        assert thread.is_alive() and _count(opensearch_url, index) < len(rows), "the run ended before the fault"
+        assert thread.is_alive() and faults.count(index) < len(rows), "the run ended before the fault"
         os.killpg(redis.pid, signal.SIGKILL)
         redis.stop()
         time.sleep(3.0)
-        redis = start_redis(settings, base_dir=base, port=port, persistent=persistent)
+        redis = start_redis(faults.settings, base_dir=base, port=port, persistent=persistent)
         thread.join(timeout=900)
         assert not thread.is_alive(), "the producer did not end on its own"
         assert "error" not in outcome, outcome.get("error")
@@ -267,15 +231,15 @@ def test_redis_killed_and_restarted_mid_run_loses_nothing_silently(
         assert tally.total == len(rows) and tally.indexed + tally.skipped + len(tally.failed) == len(rows)
         for line, reason in tally.failed.items():
             assert reason.startswith(f"line {line}: ") and ("lost" in reason or "not sent" in reason), reason
-        stored = _stored_ids(opensearch_url, index)
+        stored = faults.stored(index)
         assert len(stored) >= tally.indexed and set(stored) <= {r["id"] for r in rows}
 
-        again = _ingest(pool.env, opensearch_url, manifest, index, checkpoint, shapes_root)
+        again = faults.ingest(pool.env, manifest, index)
         assert again.ok and again.indexed + again.skipped == len(rows)
-        assert sorted(_stored_ids(opensearch_url, index)) == sorted(r["id"] for r in rows)
+        assert sorted(faults.stored(index)) == sorted(r["id"] for r in rows)
         assert pool.alive()
         _figures(
-            settings,
+            faults.settings,
             f"redis-restart-{'aof' if persistent else 'none'}",
             {"rows": len(rows), "indexed": tally.indexed, "lost": len(tally.failed), "rerun_indexed": again.indexed},
         )
@@ -283,27 +247,17 @@ def test_redis_killed_and_restarted_mid_run_loses_nothing_silently(
         redis.stop()
 
 
-def test_soak_20000_items_two_workers_one_sigkilled_every_60_s(
-    pool_factory: Callable[[str, dict[str, str]], Pool],
-    settings: Settings,
-    opensearch_url: str,
-    shapes: list[Any],
-    shapes_root: Path,
-    checkpoint: Path,
-    tmp_path: Path,
-) -> None:
-    redis = start_redis(settings, base_dir=tmp_path / "redis")
+def test_soak_20000_items_two_workers_one_sigkilled_every_60_s(faults: Faults) -> None:
+    redis = start_redis(faults.settings, base_dir=faults.tmp / "redis")
     try:
         memory_mb = 3000
-        pool = pool_factory(redis.url, {"LEXLIP_WORKER_MEMORY_MB": str(memory_mb)})
+        pool = faults.pool(redis.url, {"LEXLIP_WORKER_MEMORY_MB": str(memory_mb)})
         pool.start("s1")
         pool.start("s2")
-        rows = _rows(shapes, 20_000)
-        manifest = _manifest(tmp_path / "soak.jsonl", rows)
+        rows = faults.rows(20_000)
+        manifest = faults.manifest("soak.jsonl", rows)
         started = time.monotonic()
-        thread, outcome = _in_background(
-            lambda: _ingest(pool.env, opensearch_url, manifest, "faults-soak", checkpoint, shapes_root)
-        )
+        thread, outcome = _in_background(lambda: faults.ingest(pool.env, manifest, "faults-soak"))
         kills, worst_mb, next_kill = 0, 0.0, time.monotonic() + 60
         while thread.is_alive():
             worst_mb = max(worst_mb, pool.resident_mb())
@@ -319,12 +273,12 @@ def test_soak_20000_items_two_workers_one_sigkilled_every_60_s(
         tally: Tally = outcome["tally"]
         assert kills >= 2, "the run ended before two kills: the soak did not soak"
         assert tally.ok and tally.indexed == len(rows), list(tally.failed.items())[:3]
-        stored = _stored_ids(opensearch_url, "faults-soak")
+        stored = faults.stored("faults-soak")
         assert len(stored) == len(set(stored)) == len(rows)  # 0 lost, 0 duplicated
-        assert OpenSearch(opensearch_url).count(index="faults-soak")["count"] == len(rows)
+        assert OpenSearch(faults.url).count(index="faults-soak")["count"] == len(rows)
         assert worst_mb < 2 * memory_mb  # a main process (~100 MiB) and one child held under its ceiling
         _figures(
-            settings,
+            faults.settings,
             "soak",
             {
                 "rows": len(rows),

@@ -13,7 +13,7 @@ from elasticsearch import Elasticsearch
 from opensearchpy import OpenSearch
 
 from lexlip_es.bulk import BulkWriter, LexiconDocument
-from lexlip_es.errors import EngineUnavailableError, IndexNotFoundError, MappingError
+from lexlip_es.errors import EngineUnavailableError, IndexNotFoundError, MappingError, QueryError
 from lexlip_es.features import dot, lucene_dot
 from lexlip_es.indices import (
     alias_targets,
@@ -145,7 +145,7 @@ def test_query_terms_stay_under_the_clause_limit(os_client: OpenSearch) -> None:
     docs = _docs(50)
     _fill(os_client, "lexlip-it-clauses", LexiconLayout("model-a", top_k_image=None), docs)
     search = LexSearch(os_client, "lexlip-it-clauses")
-    limit = search.backend.q.max_terms
+    limit = search.backend().q.max_terms
     assert limit is not None and 0 < limit < 100_000
     huge = {f"t{i}": 1 for i in range(limit + 500)} | {"w0": 1000}
     assert search.search_vector(huge, k=3)  # would be refused by the engine with too_many_clauses otherwise
@@ -203,6 +203,33 @@ def test_async_search_matches_sync(opensearch_url: str, os_client: OpenSearch) -
     hits, contributions = asyncio.run(run())
     assert [(h.id, h.score) for h in hits] == [(h.id, h.score) for h in sync_hits]
     assert sum(c.score for c in contributions) == pytest.approx(hits[0].score, rel=1e-6)
+
+
+def _pages(search: LexSearch, query: dict[str, int], size: int, pages: int) -> list[tuple[str, float]]:
+    seen: list[tuple[str, float]] = []
+    after = None
+    for _ in range(pages):
+        page = search.search_vector(query, k=size, after=after)
+        seen.extend((h.id, h.score) for h in page)
+        after = page[-1]
+    return seen
+
+
+def test_pages_after_the_last_hit_add_up_to_one_long_list_on_both_engines(
+    os_client: OpenSearch, es_client: Elasticsearch
+) -> None:
+    docs = _docs(300)
+    for client, index, field_type in (
+        (os_client, "lexlip-it-pages-os", "rank_features"),
+        (es_client, "lexlip-it-pages-es", "sparse_vector"),
+    ):
+        _fill(client, index, LexiconLayout("model-a", top_k_image=None, field_type=field_type), docs)  # type: ignore[arg-type]
+        search = LexSearch(client, index)
+        query = docs[5][1]
+        whole = [(h.id, h.score) for h in search.search_vector(query, k=40)]
+        assert len(whole) == 40 and _pages(search, query, 10, 4) == whole, index
+        with pytest.raises(QueryError, match="result window"):
+            search.search_vector(query, k=10_001)
 
 
 def test_elasticsearch_sparse_vector_write_search_explain(es_client: Elasticsearch) -> None:

@@ -178,7 +178,7 @@ def test_a_text_that_encodes_to_nothing_is_an_empty_query_error() -> None:
         OpenSearch("http://127.0.0.1:9"), "images", text_encoder=NothingEncoder(), layout=LexiconLayout("m1")
     )
     with pytest.raises(EmptyQueryError, match="encodes to an empty lexicon"):
-        search._text_vector(search.layout, "the")
+        search._text_vector(search.layout(), "the")
 
 
 def test_fast_mode_body_scores_head_terms_and_rescores_the_rest() -> None:
@@ -236,3 +236,24 @@ def test_explanation_of_a_one_term_query_is_the_clause_itself() -> None:
     }
     contributions = EngineQueries.from_explanation(hit, explanation)
     assert [(c.token, c.engine_weight, c.score) for c in contributions] == [("u.s", 3.0, 12.0)]
+
+
+def test_pages_continue_after_the_last_hit_and_k_stays_inside_the_result_window() -> None:
+    from lexlip_es.backends.engine import MAX_RESULT_WINDOW, FastMode
+
+    queries = _queries()
+    response = {"hits": {"hits": [{"_id": "b", "_score": 7.0, "sort": [7.0, "b"]}]}}
+    (last,) = queries.hits(response, "image_lexicon", {"red": 3})
+    assert last.sort == (7.0, "b")
+    body = queries.body({"red": 3}, 10, "image_lexicon", after=last)
+    assert body["search_after"] == [7.0, "b"]
+    assert body["sort"] == [{"_score": {"order": "desc"}}, {"lexlip_id": {"order": "asc"}}]
+    assert "search_after" not in queries.body({"red": 3}, 10, "image_lexicon")
+    with pytest.raises(QueryError, match="beyond the engine's result window of 10,000 hits"):
+        queries.body({"red": 3}, MAX_RESULT_WINDOW + 1, "image_lexicon")
+    assert queries.body({"red": 3}, MAX_RESULT_WINDOW, "image_lexicon")["size"] == MAX_RESULT_WINDOW
+    with pytest.raises(QueryError, match="takes a hit this search returned"):
+        queries.body({"red": 3}, 10, "image_lexicon", after=SearchHit("b", 7.0))
+    fast = _queries(fast=FastMode(1, 10))
+    with pytest.raises(QueryError, match="need exact mode"):
+        fast.body({"red": 3, "blue": 2}, 10, "image_lexicon", after=last)
