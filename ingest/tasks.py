@@ -27,7 +27,7 @@ from ingest.app import DEFAULT_REDIS_URL, app
 from ingest.broker import Progress, RedisLike, connect
 from ingest.pipeline import BatchResult, process_batch
 from ingest.watchdog import MemoryWatchdog
-from lexlip_es.errors import EngineUnavailableError, LexlipError, MappingError
+from lexlip_es.errors import EngineUnavailableError, MappingError
 from lexlip_es.settings import Settings
 
 
@@ -62,13 +62,11 @@ class IngestTask(Task):  # type: ignore[misc]
         return self.encoders[checkpoint]
 
     def search_client(self) -> Any:
+        """OpenSearch or Elasticsearch, as `lexlip_es.connect` chooses from the worker's settings."""
         if self.client is None:
-            settings = self.setup()
-            if not settings.opensearch_url:
-                raise LexlipError("ingest workers need LEXLIP_OPENSEARCH_URL")
-            from opensearchpy import OpenSearch
+            from lexlip_es.connect import engine_client
 
-            self.client = OpenSearch(settings.opensearch_url, timeout=60, max_retries=1, retry_on_timeout=True)
+            self.client = engine_client(self.setup(), timeout=60, max_retries=1)
         return self.client
 
     def broker(self) -> RedisLike:

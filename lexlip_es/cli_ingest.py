@@ -15,20 +15,19 @@ from lexlip_es.settings import Settings
 
 
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from opensearchpy import OpenSearch
     from tqdm import tqdm
 
     from ingest.app import create_app
     from ingest.producer import RunSettings, run_ingest
     from ingest.rows import RowLimits
+    from lexlip_es.connect import DEFAULT_FIELD_TYPE, engine_client, engine_target
     from lexlip_es.mapping import IndexOptions
 
     checkpoint = args.checkpoint or settings.checkpoint
     if not checkpoint:
         raise LexlipError("ingest needs a checkpoint: pass --checkpoint or set LEXLIP_CHECKPOINT")
-    if not settings.opensearch_url:
-        raise LexlipError("ingest needs a cluster: set LEXLIP_OPENSEARCH_URL")
-    client = OpenSearch(settings.opensearch_url, timeout=60)
+    flavor, _ = engine_target(settings)
+    client = engine_client(settings, timeout=60)
     bar = tqdm(unit="img", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
 
     def progress(tally: Any) -> None:
@@ -48,7 +47,7 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         resume=not args.no_resume,
         options=IndexOptions(shards=args.shards, replicas=args.replicas),
         on_progress=progress,
-        field_type=args.field_type,
+        field_type=args.field_type or DEFAULT_FIELD_TYPE[flavor],
         image_root=args.image_root,
         id_prefix=args.id_prefix,
         limits=RowLimits(settings.max_row_bytes, settings.max_image_bytes),
@@ -125,8 +124,8 @@ def add_commands(commands: Any) -> None:
     ingest.add_argument(
         "--field-type",
         choices=FIELD_TYPES,
-        default="rank_features",
-        help="for a new index: rank_features (default), impact (OpenSearch: exact, smaller), sparse_vector (ES)",
+        help="for a new index: rank_features (OpenSearch's default), impact (OpenSearch: exact, smaller), "
+        "sparse_vector (Elasticsearch's default)",
     )
     ingest.add_argument(
         "--image-root",

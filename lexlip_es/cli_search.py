@@ -12,13 +12,14 @@ from lexlip_es.mapping import FIELD_TYPES
 from lexlip_es.settings import Settings
 
 
-def client_for(url: str | None, what: str) -> Any:
-    """An opensearch-py client for `url` (the CLI's own; library callers pass theirs)."""
-    if not url:
-        raise LexlipError(f"{what} needs a cluster: pass --url or set LEXLIP_OPENSEARCH_URL")
-    from opensearchpy import OpenSearch
+def client_for(settings: Settings, url: str | None, what: str) -> Any:
+    """The CLI's client for this run's engine (`lexlip_es.connect`); library callers pass theirs."""
+    from lexlip_es.connect import engine_client
 
-    return OpenSearch(url, timeout=30, max_retries=0)
+    try:
+        return engine_client(settings, url, timeout=30)
+    except LexlipError as exc:
+        raise LexlipError(f"{what} needs a cluster: pass --url or {exc}") from None
 
 
 def text_encoder(checkpoint: str | Path | None) -> Any:
@@ -34,7 +35,7 @@ def _cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from lexlip_es.search import LexSearch, check_text
 
     check_text(args.text, settings.max_query_chars)
-    client = client_for(args.url or settings.opensearch_url, "lexlip search")
+    client = client_for(settings, args.url, "lexlip search")
     search = LexSearch(
         client,
         args.index,
@@ -65,7 +66,7 @@ def _cmd_index_create(args: argparse.Namespace, settings: Settings) -> int:
     )
     metadata = json.loads(args.metadata) if args.metadata else {}
     options = IndexOptions(shards=args.shards, replicas=args.replicas, metadata_properties=metadata)
-    create_index(client_for(args.url or settings.opensearch_url, "lexlip index create"), args.index, layout, options)
+    create_index(client_for(settings, args.url, "lexlip index create"), args.index, layout, options)
     print(f"created {args.index} for model {args.model_id}")
     return 0
 
@@ -135,7 +136,7 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
         help="rank_features (default), impact (OpenSearch: exact integer weights, smaller index), sparse_vector (ES)",
     )
     create.add_argument("--metadata", help='JSON of your own field mappings, e.g. {"caption": {"type": "text"}}')
-    create.add_argument("--url", help="cluster URL (default LEXLIP_OPENSEARCH_URL)")
+    create.add_argument("--url", help="cluster URL (default: the URL of the engine LEXLIP_ENGINE chooses)")
     create.set_defaults(func=_cmd_index_create)
 
     search = commands.add_parser(
@@ -146,7 +147,7 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
     search.add_argument("text")
     search.add_argument("--index", required=True)
     search.add_argument("--checkpoint", help="checkpoint folder (default LEXLIP_CHECKPOINT)")
-    search.add_argument("--url", help="cluster URL (default LEXLIP_OPENSEARCH_URL)")
+    search.add_argument("--url", help="cluster URL (default: the URL of the engine LEXLIP_ENGINE chooses)")
     search.add_argument("-k", "--k", type=int, default=10)
     search.add_argument("--tokens", type=int, default=5, help="matching tokens shown per hit")
     search.set_defaults(func=_cmd_search)

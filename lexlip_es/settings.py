@@ -24,6 +24,9 @@ class Settings:
     cache_dir: Path
     opensearch_url: str | None = None
     elasticsearch_url: str | None = None
+    engine: str = ""
+    """Which engine the CLI, workers and demo write to and search: opensearch or elasticsearch (default: the one
+    whose URL is set; OpenSearch when both are)."""
     redis_url: str | None = None
     java_home: str | None = None
     maven_repo: Path | None = None
