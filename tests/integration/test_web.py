@@ -33,6 +33,7 @@ from trainer.data.shapes import generate_shapes
 
 INDEX = "lexlip-web-test"
 QUERY = "a red circle at the top"
+LOCAL = "http://127.0.0.1"  # the page answers to loopback Host names only
 HOSTILE = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
 
 
@@ -233,7 +234,7 @@ def test_search_by_image_on_an_impact_index_with_dotted_tokens_and_slashed_ids(
     assert not BulkWriter(client, index, layout).write(docs).errors
     client.indices.refresh(index=index)
     try:
-        page = TestClient(create_app(LexSearch(client, index, text_encoder=encoder), tmp_path))
+        page = TestClient(create_app(LexSearch(client, index, text_encoder=encoder), tmp_path), base_url=LOCAL)
         found = page.get("/", params={"image": "set/one"})
         assert found.status_code == 200, found.text
         assert [card.split('"')[0] for card in found.text.split('data-id="')[1:]] == ["set/one", "set/two"]
@@ -254,7 +255,7 @@ def test_a_missing_index_is_a_503_with_its_name_not_a_stack_trace(opensearch_url
 
     encoder = LexLIPEncoder.from_config("tiny", seed=0)
     search = LexSearch(OpenSearch(opensearch_url, timeout=30), "lexlip-web-no-such-index", text_encoder=encoder)
-    page = TestClient(create_app(search, "."), raise_server_exceptions=False)
+    page = TestClient(create_app(search, "."), raise_server_exceptions=False, base_url=LOCAL)
     for path, params in [("/", {"q": QUERY}), ("/", {"image": "x"}), ("/lexicon/x", {}), ("/api/search", {"q": "red"})]:
         response = page.get(path, params=params)
         assert response.status_code == 503, (path, response.text)
