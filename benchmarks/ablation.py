@@ -16,12 +16,11 @@ Writes benchmarks/results/ablation.md and ablation.json.
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 from typing import Any
 
-from shapes_common import ensure_shapes, evaluate, header, recall_table, write
+from shapes_common import ensure_shapes, evaluate, header, recall_table, training_parser, write
 
 from trainer.recipes import ShapesRecipe, train_recipe
 
@@ -39,9 +38,7 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=ShapesRecipe.steps)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-ablation"))
+    parser = training_parser(__doc__, ShapesRecipe.steps, "/tmp/lexlip-ablation")
     parser.add_argument("--rows", default="all", help="comma-separated row numbers (0 = the recipe), or all")
     args = parser.parse_args()
     data = ensure_shapes()

@@ -16,11 +16,10 @@ benchmarks/results/emoji.md and emoji.json.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from shapes_common import evaluate, header, recall_table, write
+from shapes_common import evaluate, header, recall_table, training_parser, write
 
 from lexlip_es.model.config import RANDOM
 from lexlip_es.settings import Settings
@@ -68,9 +67,7 @@ def run(data: Path, out: Path, tower: str, recipe: Recipe, budget: float | None)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=EmojiRecipe.steps)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-emoji"))
+    parser = training_parser(__doc__, EmojiRecipe.steps, "/tmp/lexlip-emoji")
     parser.add_argument("--towers", default="pretrained,random", help="comma-separated: pretrained, random")
     args = parser.parse_args()
     settings = Settings.from_env()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -15,6 +16,14 @@ from trainer.data.shapes import ensure_standard_shapes
 from trainer.recipes import run_lexlip, train_stage
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def training_parser(doc: str | None, steps: int, out: str) -> argparse.ArgumentParser:
+    """The arguments every training benchmark takes: its docstring as help, --steps and --out (run folders)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--out", type=Path, default=Path(out))
+    return parser
 
 
 def ensure_shapes(directory: Path | None = None) -> Path:

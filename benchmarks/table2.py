@@ -21,7 +21,6 @@ benchmarks/train_shapes.py's output.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -38,6 +37,8 @@ from typing import Any
 import numpy as np
 from shapes_common import RESULTS, ensure_shapes
 
+from lexlip_es.jsonl import read_jsonl, write_jsonl
+from lexlip_es.metrics import recall_of_lists
 from lexlip_es.settings import Settings
 
 K = 10
@@ -69,32 +70,13 @@ def corpus(n: int, queries: int, cache: Path) -> tuple[list[Any], list[Any], lis
             Pair(p.image, p.captions, f"x{p.image_id}", p.meta)
             for p in load_pairs(folder / "dataset_shapes.json", "train")
         ]
-    scenes: dict[str, Any] = {}
-    for path in [test_json, folder / "dataset_shapes.json"] if extra > 0 else [test_json]:
-        for record in json.loads(path.read_text())["images"]:
-            scenes[str(path.parent / record.get("filepath", "") / record["filename"])] = frozenset(
-                (o["shape"], o["colour"], o["size"], tuple(o["cell"])) for o in record["objects"]
-            )
     pairs = test + distractors
-    keys = [scenes[str(p.image)] for p in pairs]
+    keys = [frozenset((o["shape"], o["colour"], o["size"], tuple(o["cell"])) for o in p.meta["objects"]) for p in pairs]
     chosen = test[:queries]
     return pairs, chosen, [p.captions[0] for p in chosen], keys
 
 
 CHUNK = 4096
-
-
-def write_jsonl_gz(path: Path, vectors: Vectors) -> None:
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
-        for v in vectors:
-            f.write(json.dumps(v, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
-def read_jsonl_gz(path: Path) -> Vectors:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 def encode_lexlip(
@@ -111,11 +93,11 @@ def encode_lexlip(
     for start in range(0, len(images), CHUNK):
         part = parts / f"docs-{start:09d}.jsonl.gz"
         if part.exists():
-            docs.extend(read_jsonl_gz(part))
+            docs.extend([v for _, v in read_jsonl(part)])
             continue
         chunk = encoder.encode_images(images[start : start + CHUNK], scale=100.0, top_k=128)
         vectors = [v.to_features(vocab, escape=False) for v in chunk]
-        write_jsonl_gz(part, vectors)
+        write_jsonl(part, vectors)
         docs.extend(vectors)
         print(f"  encoded {start + len(vectors):,} / {len(images):,} images", flush=True)
     queries = [v.to_features(vocab, escape=False) for v in encoder.encode_texts(texts, scale=100.0, top_k=48)]
@@ -142,8 +124,8 @@ def encodings_cache(args: argparse.Namespace, cache_dir: Path) -> Path:
 
 def save_encodings(cache: Path, docs: Vectors, queries: Vectors, model_id: str, dense_docs: Any, dense_q: Any) -> None:
     cache.mkdir(parents=True, exist_ok=True)
-    write_jsonl_gz(cache / "docs.jsonl.gz", docs)
-    write_jsonl_gz(cache / "queries.jsonl.gz", queries)
+    write_jsonl(cache / "docs.jsonl.gz", docs)
+    write_jsonl(cache / "queries.jsonl.gz", queries)
     np.save(cache / "dense_docs.npy", dense_docs)
     np.save(cache / "dense_queries.npy", dense_q)
     (cache / "model_id").write_text(model_id)
@@ -153,8 +135,8 @@ def save_encodings(cache: Path, docs: Vectors, queries: Vectors, model_id: str, 
 
 def load_encodings(cache: Path) -> tuple[Vectors, Vectors, str, Any, Any]:
     return (
-        read_jsonl_gz(cache / "docs.jsonl.gz"),
-        read_jsonl_gz(cache / "queries.jsonl.gz"),
+        [v for _, v in read_jsonl(cache / "docs.jsonl.gz")],
+        [v for _, v in read_jsonl(cache / "queries.jsonl.gz")],
         (cache / "model_id").read_text(),
         np.load(cache / "dense_docs.npy"),
         np.load(cache / "dense_queries.npy"),
@@ -203,10 +185,7 @@ def latency_figures(latencies: Sequence[float]) -> dict[str, float]:
 
 def recall(results: Sequence[Sequence[str]], relevant: Sequence[set[str]]) -> dict[str, float]:
     """A hit counts when it shows the query image's scene (the query image itself or an identical distractor)."""
-    return {
-        f"R@{k}": float(np.mean([bool(rel & set(r[:k])) for r, rel in zip(results, relevant, strict=True)]))
-        for k in (1, 5, 10)
-    }
+    return recall_of_lists(results, relevant)
 
 
 def overlap(results: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) -> float:

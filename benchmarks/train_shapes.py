@@ -13,12 +13,11 @@ is a full run and the table gives every run plus the spread. Writes benchmarks/r
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 from typing import Any
 
-from shapes_common import ensure_shapes, evaluate, header, recall_table, write
+from shapes_common import ensure_shapes, evaluate, header, recall_table, training_parser, write
 
 from trainer.recipes import ShapesRecipe, train_dense_twin, train_recipe
 
@@ -47,9 +46,7 @@ def spread(rows: list[dict[str, Any]], prefix: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=ShapesRecipe.steps)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-shapes"))
+    parser = training_parser(__doc__, ShapesRecipe.steps, "/tmp/lexlip-shapes")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; the first run's checkpoints stay in --out")
     args = parser.parse_args()
     data = ensure_shapes()

@@ -20,7 +20,7 @@ def start_worker(
     cmd = [
         sys.executable,
         "-m",
-        "lexlip_es.cli",
+        "lexlip_app.cli",
         "worker",
         "--concurrency=1",
         f"--device={device}",

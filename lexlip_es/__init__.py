@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from lexlip_es.bulk import BulkWriter, LexiconDocument
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.encoders.loading import load_encoder
+    from lexlip_es.hybrid import Hybrid
     from lexlip_es.indices import create_index
     from lexlip_es.mapping import IndexOptions, LexiconLayout
     from lexlip_es.search import AsyncLexSearch, LexSearch
@@ -32,6 +33,7 @@ _LAZY = {
     "LexSearch": "lexlip_es.search",
     "AsyncLexSearch": "lexlip_es.search",
     "FastMode": "lexlip_es.backends.engine",
+    "Hybrid": "lexlip_es.hybrid",
     "create_index": "lexlip_es.indices",
     "LexiconLayout": "lexlip_es.mapping",
     "IndexOptions": "lexlip_es.mapping",
@@ -47,6 +49,7 @@ __all__ = [
     "EngineError",
     "EngineStartError",
     "FastMode",
+    "Hybrid",
     "IndexOptions",
     "LexLIPEncoder",
     "LexSearch",

@@ -4,12 +4,16 @@ Every backend answers every query with its top k, ties ordered by id. Each engin
 references: the integer dot product, and the dot product over document weights as Lucene's FeatureField stores
 them (9 significant bits). Below 512 both are the same number; the report counts the weights above 511 and which
 mismatches they explain. Anything else is an unexplained mismatch: a bug.
+
+Two corpora come with it: `zipf_vectors` (LexLIP-shaped vectors at any size) and `smoke_corpus` (20 documents whose
+tokens and weights are what bites on the wire: dots, percent signs, non-ASCII, weights above 511); `lexlip smoke` runs
+the harness on the smoke corpus against OpenSearch and Anserini.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +31,7 @@ from lexlip_es.bulk import BulkWriter, LexiconDocument
 from lexlip_es.errors import LexlipError
 from lexlip_es.features import LUCENE_EXACT_LIMIT, lucene_feature_value
 from lexlip_es.indices import create_index
+from lexlip_es.jsonl import write_jsonl
 from lexlip_es.mapping import IMAGE_FIELD, FieldType, IndexOptions, LexiconLayout
 from lexlip_es.settings import Settings
 
@@ -313,6 +318,69 @@ def zipf_vectors(
 
 
 def write_vectors(path: Path, vectors: Vectors) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for doc_id, vector in vectors:
-            f.write(json.dumps({"id": doc_id, "vector": vector}, ensure_ascii=False) + "\n")
+    write_jsonl(path, ({"id": doc_id, "vector": vector} for doc_id, vector in vectors))
+
+
+SMOKE_VOCABULARY = (
+    "red",
+    "blue",
+    "green",
+    "circle",
+    "square",
+    "star",
+    "top",
+    "left",
+    "middle",
+    "small",
+    "large",
+    "photo",
+    ".",
+    "...",
+    "u.s",
+    "e.g",
+    "%",
+    "50%",
+    "##ing",
+    "##s",
+    "café",
+    "naïve",
+    "[",
+    "]",
+    "dog",
+    "cat",
+)
+SMOKE_BIG_WEIGHTS = (512, 513, 777, 1023, 1500, 4095)
+
+
+@dataclass(frozen=True)
+class SmokeCorpus:
+    documents: dict[str, dict[str, int]]
+    queries: dict[str, dict[str, int]]
+
+    def vectors(self) -> tuple[Vectors, Vectors]:
+        """(documents, queries) as the harness takes them."""
+        return list(self.documents.items()), list(self.queries.items())
+
+    def has_big_weight(self, doc_id: str, query_id: str) -> bool:
+        """Whether a matched document weight is one that Lucene cannot store exactly."""
+        doc, query = self.documents[doc_id], self.queries[query_id]
+        return any(doc[t] >= LUCENE_EXACT_LIMIT for t in query if t in doc)
+
+
+def smoke_corpus(n_docs: int = 20, n_queries: int = 6, seed: int = 13) -> SmokeCorpus:
+    """A seeded corpus of integer lexicons over SMOKE_VOCABULARY (WordPiece-style names with dots and percent
+    signs); every fourth document carries a weight above 511, where Lucene's FeatureField stops being exact."""
+    rng = random.Random(seed)
+    documents: dict[str, dict[str, int]] = {}
+    for i in range(n_docs):
+        tokens = rng.sample(SMOKE_VOCABULARY, rng.randint(3, 9))
+        vector = {t: rng.randint(1, 400) for t in tokens}
+        if i % 4 == 3:  # every fourth document carries a weight Lucene truncates or keeps only by luck
+            vector[tokens[0]] = SMOKE_BIG_WEIGHTS[(i // 4) % len(SMOKE_BIG_WEIGHTS)]
+        documents[f"doc-{i:02d}"] = vector
+    queries: dict[str, dict[str, int]] = {}
+    for j in range(n_queries):
+        tokens = rng.sample(SMOKE_VOCABULARY, rng.randint(2, 6))
+        queries[f"q{j}"] = {t: rng.randint(1, 100) for t in tokens}
+    queries["q-dotted"] = {".": 3, "u.s": 5, "...": 7, "%": 11}
+    return SmokeCorpus(documents, queries)

@@ -23,6 +23,7 @@ from lexlip_es.backends.base import Contribution, SearchHit
 from lexlip_es.backends.engine import AsyncEngineBackend, EngineBackend, EngineQueries, FastMode
 from lexlip_es.clients import clause_limit_from, engine_errors, flavor_of, max_clause_count
 from lexlip_es.errors import EmptyQueryError, MappingError, QueryError
+from lexlip_es.hybrid import Hybrid
 from lexlip_es.indices import layout_from_mapping, read_layout
 from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD, LexiconLayout
 from lexlip_es.sparse import SparseVector, Vocabulary
@@ -107,6 +108,7 @@ class _LexSearchBase:
         source: bool | Sequence[str] | Mapping[str, Any] = True,
         tie_break: bool = True,
         fast: FastMode | None = None,
+        hybrid: Hybrid | None = None,
     ) -> None:
         self.client = client
         self.index = index
@@ -119,6 +121,7 @@ class _LexSearchBase:
         self._source = source
         self._tie_break = tie_break
         self._fast = fast
+        self.hybrid = hybrid
 
     def _queries(self, layout: LexiconLayout, clause_limit: int) -> EngineQueries:
         for encoder in (self.text_encoder, self.image_encoder):
@@ -139,6 +142,26 @@ class _LexSearchBase:
         cleaned = check_text(text, self.max_query_chars)
         vector = self.text_encoder.encode_texts([cleaned], scale=layout.scale, top_k=layout.top_k_text)[0]
         return self._features(vector, f"the text {cleaned[:60]!r}", self.text_encoder)
+
+    def _text_query(
+        self, layout: LexiconLayout, text: object, hybrid: Hybrid | None
+    ) -> tuple[dict[str, float], dict[str, Any] | None]:
+        """The query lexicon and, in a hybrid search, the BM25 clause (then an empty lexicon is no error: the
+        words may still match)."""
+        hybrid = hybrid if hybrid is not None else self.hybrid
+        if hybrid is None:
+            return self._text_vector(layout, text), None
+        cleaned = check_text(text, self.max_query_chars)
+        text_clause = hybrid.text_clause(cleaned, layout.scale)
+        if hybrid.lexicon_weight == 0:
+            return {}, text_clause
+        try:
+            vector = self._text_vector(layout, cleaned)
+        except EmptyQueryError:
+            if text_clause is None:
+                raise
+            vector = {}
+        return hybrid.lexicon(vector), text_clause
 
     def _image_vector(self, layout: LexiconLayout, image: Any) -> dict[str, float]:
         if self.image_encoder is None:
@@ -177,6 +200,8 @@ class LexSearch(_LexSearchBase):
         source: `_source` filtering for the hits (True, a list of fields, or an includes/excludes mapping).
         tie_break: order equal scores by id, as Anserini and the exact scorer do (needed for `after=` pages).
         fast: `FastMode()` retrieves with the heaviest query terms and rescores a window with the rest.
+        hybrid: `Hybrid()` adds a BM25 match of the query text over the documents' own text fields (captions,
+            titles, your metadata) to `search_text`'s lexicon score; each call may pass its own.
 
     Raises:
         MappingError: an encoder of another model than the index's (at the first search).
@@ -235,22 +260,25 @@ class LexSearch(_LexSearchBase):
         min_score: float | None = None,
         *,
         after: SearchHit | None = None,
+        hybrid: Hybrid | None = None,
     ) -> list[SearchHit]:
-        """Images for a text: the text's lexicon against the image lexicons.
+        """Images for a text: the text's lexicon against the image lexicons (and, hybrid, its words by BM25).
 
         Args:
             text: the query (at most `max_query_chars`; no control characters).
             k, filters, min_score, after: as in `search_vector`.
+            hybrid: this call's `Hybrid` (default: the one this search was made with, if any).
 
         Returns:
-            Hits, best first; `explain(hit)` splits a score into its tokens.
+            Hits, best first; `explain(hit)` splits a score into its tokens (and, hybrid, its matched words).
 
         Raises:
-            QueryError: no text encoder, or a bad text; EmptyQueryError: a text whose lexicon is empty;
-            MappingError: an encoder of another model than the index's; EngineError: the cluster's answer.
+            QueryError: no text encoder, or a bad text; EmptyQueryError: a text whose lexicon is empty (and no
+            words to match); MappingError: an encoder of another model than the index's; EngineError: the
+            cluster's answer.
         """
-        vector = self._text_vector(self.layout(), text)
-        return self.backend().search(vector, k, IMAGE_FIELD, filters, min_score, after)
+        vector, text_clause = self._text_query(self.layout(), text, hybrid)
+        return self.backend().search(vector, k, IMAGE_FIELD, filters, min_score, after, text_clause)
 
     def search_image(
         self,
@@ -329,11 +357,12 @@ class AsyncLexSearch(_LexSearchBase):
         min_score: float | None = None,
         *,
         after: SearchHit | None = None,
+        hybrid: Hybrid | None = None,
     ) -> list[SearchHit]:
         """`LexSearch.search_text`, awaited (the text is encoded in a worker thread)."""
         layout = await self.layout()
-        vector = await asyncio.to_thread(self._text_vector, layout, text)
-        return await (await self.backend()).search(vector, k, IMAGE_FIELD, filters, min_score, after)
+        vector, text_clause = await asyncio.to_thread(self._text_query, layout, text, hybrid)
+        return await (await self.backend()).search(vector, k, IMAGE_FIELD, filters, min_score, after, text_clause)
 
     async def search_image(
         self,

@@ -10,10 +10,9 @@ import numpy as np
 import numpy.typing as npt
 
 from lexlip_es.grounding import grounding_at_k
+from lexlip_es.metrics import recall_at
 from lexlip_es.sparse import SparseVector
 from trainer.data.datasets import Pair
-
-KS = (1, 5, 10)
 
 
 def sparse_matrix(vectors: Sequence[SparseVector], size: int) -> npt.NDArray[np.float64]:
@@ -31,10 +30,6 @@ def ranks_against(scores: npt.NDArray[np.float64], positives: list[list[int]]) -
         best = row[pos].max()
         ranks[q] = int(np.count_nonzero(row >= best)) - int(np.count_nonzero(row[pos] >= best))
     return ranks
-
-
-def recall_at(ranks: npt.NDArray[np.int64], ks: Sequence[int] = KS) -> dict[str, float]:
-    return {f"R@{k}": float(np.mean(ranks < k)) for k in ks}
 
 
 def retrieval_metrics(

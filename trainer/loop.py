@@ -157,19 +157,52 @@ def _batch_indices(
 
 
 def train(config: TrainConfig, echo: Any = print) -> Path:
-    """Run (or resume) a training phase; returns the folder of the final checkpoint (LexLIPEncoder format)."""
-    losses = config.loss_config()
+    """Run (or resume) a training phase; returns the folder of the final checkpoint (LexLIPEncoder format).
+
+    The stages, in the order they draw on the seeded generators: the model (`build_encoder`), its objective and
+    optimizer (`build_objective`, `build_optimizer`), the training images and captions (`TrainingData.load`), the
+    saved position to resume from, then `Steps.run` until the steps (or the time budget) are spent.
+    """
     rank, world = _distributed()
     if config.max_seconds and world > 1:
         raise ValueError("max_seconds stops each process on its own clock: use steps under DDP")
+    if config.init and (config.text_weights or config.vision_weights):
+        raise ValueError("text_weights / vision_weights start a fresh model: not with init (a checkpoint)")
+    if config.init_backbones and config.kind != "lexlip":
+        raise ValueError("init_backbones starts a LexLIP model from a dense twin's towers")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed + rank)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    say: Any = echo if rank == 0 else (lambda message: None)
+    losses = config.loss_config()
+    encoder = build_encoder(config, say)
+    objective = build_objective(config, encoder, losses)
+    blocks = config.frozen_vision_blocks
+    stem = FrozenStem(encoder.model.visual, blocks) if blocks is not None else None
+    optimizer, params = build_optimizer(config, objective)
+    data = TrainingData.load(config, encoder, losses, world, say)
+    position = Position()
+    if (out / LAST / "training_state.json").exists():
+        position = Position.of(load_state(out / LAST, objective, optimizer))
+        say(f"resuming {config.phase} at step {position.step}")
+    steps = Steps(config, encoder, objective, optimizer, params, data, position, out, rank, world)
+    budget_spent = steps.run(stem, say)
+    if position.step < config.steps and not budget_spent:
+        return out / LAST
+    final = out / FINAL
+    if rank == 0:
+        encoder.save_pretrained(final)
+    if world > 1:
+        dist.barrier()
+    return final
+
+
+def build_encoder(config: TrainConfig, say: Any) -> Any:
+    """The model to train: a checkpoint (`init`), else a fresh one of `config.model` (with pretrained tower weights
+    when given), its towers optionally started from a dense twin (`init_backbones`)."""
     encoder_class: Any = DenseEncoder if config.kind == "dense" else LexLIPEncoder
-    if config.init and (config.text_weights or config.vision_weights):
-        raise ValueError("text_weights / vision_weights start a fresh model: not with init (a checkpoint)")
     if config.init:
         encoder = encoder_class.from_pretrained(config.init, device=config.device)
     else:
@@ -179,174 +212,243 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
             model_config = model_config.with_weights(config.text_weights, config.vision_weights, cache_dir=cache_dir)
         encoder = encoder_class.from_config(model_config, seed=config.seed, device=config.device, cache_dir=cache_dir)
     if config.init_backbones:
-        if config.kind != "lexlip":
-            raise ValueError("init_backbones starts a LexLIP model from a dense twin's towers")
         copied = load_dense_backbones(encoder.model, Path(config.init_backbones))
-        if rank == 0:
-            echo(f"started {copied} tensors from the dense twin at {config.init_backbones}")
-    device = encoder.device
+        say(f"started {copied} tensors from the dense twin at {config.init_backbones}")
+    return encoder
+
+
+def build_objective(config: TrainConfig, encoder: Any, losses: LossConfig) -> Any:
+    """The module whose forward returns the losses: the dense twin's InfoNCE, or LexLIP's `Pretrainer`."""
     vocab = encoder.tokenizer.vocab
-    pretrainer: Any
+    objective: Any
     if config.kind == "dense":
-        pretrainer = DenseObjective(encoder.model, losses.temperature).to(device)
+        objective = DenseObjective(encoder.model, losses.temperature)
     else:
-        pretrainer = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids(), config.steps)
-        pretrainer = pretrainer.to(device)
-    pretrainer.train()
-    blocks = config.frozen_vision_blocks
-    stem = FrozenStem(encoder.model.visual, blocks) if blocks is not None else None
-    groups = parameter_groups(pretrainer, config.lr, config.tower_lr)
+        objective = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids(), config.steps)
+    objective = objective.to(encoder.device)
+    objective.train()
+    return objective
+
+
+def build_optimizer(config: TrainConfig, objective: Any) -> tuple[torch.optim.Optimizer, list[torch.nn.Parameter]]:
+    """AdamW over the parameter groups (heads at `lr`, tower bodies at `tower_lr`), and every trained parameter."""
+    groups = parameter_groups(objective, config.lr, config.tower_lr)
     params = [p for group in groups for p in group["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay), params
+
+
+def lr_factor(config: TrainConfig, step: int, elapsed: float = 0.0) -> float:
+    """Linear warm-up then linear decay over the run's progress: steps done, or the time budget spent."""
     warmup = max(1, int(config.warmup * config.steps))
+    if config.max_seconds:
+        step = max(step, int(config.steps * min(1.0, elapsed / config.max_seconds)))
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (config.steps - step) / max(1, config.steps - warmup))
 
-    def lr_factor(step: int, elapsed: float = 0.0) -> float:
-        """Linear warm-up then linear decay over the run's progress: steps done, or the time budget spent."""
-        if config.max_seconds:
-            step = max(step, int(config.steps * min(1.0, elapsed / config.max_seconds)))
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (config.steps - step) / max(1, config.steps - warmup))
 
-    pairs = load_pairs(config.data, "train", config.image_root)
-    if config.max_images:
-        pairs = pairs[: config.max_images]
-    vision = encoder.config.vision
-    bank = ImageBank.build(pairs, vision.image_size, encoder.max_pixels, config.group_by)
-    if bank.skipped.skipped and rank == 0:
-        echo(f"skipped {bank.skipped.skipped} unusable image(s), e.g. {bank.skipped.reasons[0]}")
-    if len(bank.captions) < config.batch_size * world:
-        raise TrainingError(f"{len(bank.captions)} images cannot fill one batch of {config.batch_size} x {world}")
-    active = (
-        ActiveVocabulary(bank.captions, encoder.tokenizer, losses.negatives, losses.words_only, losses.max_df)
-        if losses.negatives is not None
-        else None
-    )
-    if active is not None and losses.inactive_bias is not None and config.kind == "lexlip":
-        active.set_inactive_bias((encoder.model.text.cls.predictions, encoder.model.visual_head), losses.inactive_bias)
-    if active is not None and rank == 0:
-        echo(f"active vocabulary: {len(active)} caption tokens + {active.negatives} sampled negatives a step")
+@dataclass
+class TrainingData:
+    """The decoded training images with their captions, and the active vocabulary when the losses sample one."""
 
-    step, epoch, batch_in_epoch = 0, 0, 0
-    if (out / LAST / "training_state.json").exists():
-        meta = load_state(out / LAST, pretrainer, optimizer)
-        step, epoch, batch_in_epoch = meta["step"], meta["epoch"], meta["batch_in_epoch"]
-        if rank == 0:
-            echo(f"resuming {config.phase} at step {step}")
-    stem_cache = None
-    if stem is not None:
-        stem_cache = stem_features(stem, bank.pixels, lambda px: normalize(px, vision.mean, vision.std)).to(device)
-        stem.swap_out()
-        if rank == 0:
-            echo(f"frozen image stem: {config.frozen_vision_blocks} blocks run once, {tuple(stem_cache.shape)}")
-    whole = stem.whole if stem is not None else contextlib.nullcontext
-    for group in optimizer.param_groups:
-        group["lr"] = group["base_lr"] * lr_factor(step)
+    bank: ImageBank
+    active: ActiveVocabulary | None
 
-    runner: Any = pretrainer
-    if world > 1:
-        runner = torch.nn.parallel.DistributedDataParallel(pretrainer, find_unused_parameters=True)
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    bar = None
-    if config.progress and rank == 0:
+    @classmethod
+    def load(cls, config: TrainConfig, encoder: Any, losses: LossConfig, world: int, say: Any) -> TrainingData:
+        pairs = load_pairs(config.data, "train", config.image_root)
+        if config.max_images:
+            pairs = pairs[: config.max_images]
+        bank = ImageBank.build(pairs, encoder.config.vision.image_size, encoder.max_pixels, config.group_by)
+        if bank.skipped.skipped:
+            say(f"skipped {bank.skipped.skipped} unusable image(s), e.g. {bank.skipped.reasons[0]}")
+        if len(bank.captions) < config.batch_size * world:
+            raise TrainingError(f"{len(bank.captions)} images cannot fill one batch of {config.batch_size} x {world}")
+        active = None
+        if losses.negatives is not None:
+            active = ActiveVocabulary(
+                bank.captions, encoder.tokenizer, losses.negatives, losses.words_only, losses.max_df
+            )
+            if losses.inactive_bias is not None and config.kind == "lexlip":
+                heads = (encoder.model.text.cls.predictions, encoder.model.visual_head)
+                active.set_inactive_bias(heads, losses.inactive_bias)
+            say(f"active vocabulary: {len(active)} caption tokens + {active.negatives} sampled negatives a step")
+        return cls(bank, active)
+
+
+@dataclass
+class Position:
+    """Where a run is: steps done, the epoch, and the next batch of that epoch (all a resume needs)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> Position:
+        return cls(meta["step"], meta["epoch"], meta["batch_in_epoch"])
+
+
+@dataclass
+class Steps:
+    """The optimisation loop of one run, from `position` on."""
+
+    config: TrainConfig
+    encoder: Any
+    objective: Any
+    optimizer: torch.optim.Optimizer
+    params: list[torch.nn.Parameter]
+    data: TrainingData
+    position: Position
+    out: Path
+    rank: int
+    world: int
+
+    def __post_init__(self) -> None:
+        self.device = self.encoder.device
+        self.runner: Any = self.objective
+        self.use_amp = self.config.amp and self.device.type == "cuda"
+        bf16 = self.use_amp and torch.cuda.is_bf16_supported()
+        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.stem_cache: torch.Tensor | None = None
+        self.images_seen = 0
+        self.batches, self.picks = self._epoch_batches()
+
+    def _epoch_batches(self) -> tuple[np.ndarray, np.ndarray]:
+        c, bank = self.config, self.data.bank
+        return _batch_indices(
+            len(bank.captions),
+            c.batch_size,
+            c.seed,
+            self.position.epoch,
+            self.rank,
+            self.world,
+            bank.groups,
+            c.group_size,
+        )
+
+    def _set_lr(self, elapsed: float = 0.0) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_factor(self.config, self.position.step, elapsed)
+
+    def _next_batch(self) -> np.ndarray:
+        if self.position.batch_in_epoch >= len(self.batches):
+            self.position.epoch, self.position.batch_in_epoch = self.position.epoch + 1, 0
+            self.batches, self.picks = self._epoch_batches()
+        index: np.ndarray = self.batches[self.position.batch_in_epoch]
+        self.position.batch_in_epoch += 1
+        return index
+
+    def _forward_backward(self, index: np.ndarray) -> Any:
+        """One micro-batch: its captions (one per image, chosen by the epoch's picks) and pixels through the
+        objective; the loss's gradient accumulated."""
+        c, bank, vision, device = self.config, self.data.bank, self.encoder.config.vision, self.device
+        texts = [bank.captions[i][self.picks[i] % len(bank.captions[i])] for i in index]
+        ids, mask = trim_padding(*self.encoder.tokenizer(texts))
+        if self.stem_cache is not None:
+            pixels = self.stem_cache[torch.from_numpy(index).to(device)].float()
+        else:
+            pixels = torch.from_numpy(normalize(bank.pixels[index], vision.mean, vision.std)).to(device)
+        generator = torch.Generator().manual_seed(c.seed * 1_000_003 + self.position.step * 101 + self.rank)
+        active = self.data.active
+        targets = active.targets(index, ids, mask, generator).to(device) if active is not None else None
+        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            ids_t, mask_t = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+            result: Any = self.runner(pixels, ids_t, mask_t, generator, targets)
+        self.scaler.scale(result["loss"] / c.grad_accum).backward()
+        self.images_seen += len(index) * self.world
+        return result
+
+    def _step(self) -> tuple[dict[str, float], torch.Tensor]:
+        """One optimizer step over `grad_accum` micro-batches: the averaged loss terms and the gradient norm."""
+        c = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        logged: dict[str, float] = {}
+        for _ in range(c.grad_accum):
+            for key, value in self._forward_backward(self._next_batch()).items():
+                logged[key] = logged.get(key, 0.0) + float(value.detach()) / c.grad_accum
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.clip) if c.clip > 0 else torch.tensor(0.0)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.objective.momentum_update()
+        self.position.step += 1
+        self.objective.step.fill_(self.position.step)
+        return logged, grad_norm
+
+    def _record(self, logged: dict[str, float], grad_norm: torch.Tensor, elapsed: float) -> None:
+        row = {
+            "step": self.position.step,
+            "epoch": self.position.epoch,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "grad_norm": float(grad_norm),
+            "images_per_s": self.images_seen / max(elapsed, 1e-9),
+            "elapsed_s": elapsed,
+            **logged,
+        }
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as metrics:
+            metrics.write(json.dumps(row) + "\n")
+
+    def _bar(self) -> Any:
+        c = self.config
+        if not c.progress or self.rank != 0:
+            return None
         from tqdm import tqdm
 
-        label = config.label or config.phase
-        if config.max_seconds:  # a time budget: the bar counts seconds, the step goes into the postfix
-            bar = tqdm(total=round(config.max_seconds), unit="s", desc=label, dynamic_ncols=True)
-        else:
-            bar = tqdm(total=config.steps, initial=step, desc=label, dynamic_ncols=True)
-    started, images_seen = time.monotonic(), 0
-    batches, picks = _batch_indices(
-        len(bank.captions), config.batch_size, config.seed, epoch, rank, world, bank.groups, config.group_size
-    )
-    try:
-        stop = min(config.steps, config.stop_after or config.steps)
-        budget_spent = False
-        while step < stop:
-            optimizer.zero_grad(set_to_none=True)
-            logged: dict[str, float] = {}
-            for _ in range(config.grad_accum):
-                if batch_in_epoch >= len(batches):
-                    epoch, batch_in_epoch = epoch + 1, 0
-                    batches, picks = _batch_indices(
-                        len(bank.captions),
-                        config.batch_size,
-                        config.seed,
-                        epoch,
-                        rank,
-                        world,
-                        bank.groups,
-                        config.group_size,
-                    )
-                index = batches[batch_in_epoch]
-                batch_in_epoch += 1
-                texts = [bank.captions[i][picks[i] % len(bank.captions[i])] for i in index]
-                ids, mask = trim_padding(*encoder.tokenizer(texts))
-                if stem_cache is not None:
-                    pixels = stem_cache[torch.from_numpy(index).to(device)].float()
-                else:
-                    pixels = torch.from_numpy(normalize(bank.pixels[index], vision.mean, vision.std)).to(device)
-                generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 101 + rank)
-                targets = active.targets(index, ids, mask, generator).to(device) if active is not None else None
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    result = runner(
-                        pixels, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), generator, targets
-                    )
-                scaler.scale(result["loss"] / config.grad_accum).backward()
-                for key, value in result.items():
-                    logged[key] = logged.get(key, 0.0) + float(value.detach()) / config.grad_accum
-                images_seen += len(index) * world
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.clip) if config.clip > 0 else torch.tensor(0.0)
-            scaler.step(optimizer)
-            scaler.update()
-            pretrainer.momentum_update()
-            step += 1
-            pretrainer.step.fill_(step)
-            elapsed = time.monotonic() - started
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * lr_factor(step, elapsed)
-            if config.max_seconds and elapsed >= config.max_seconds and step < config.steps:
-                stop, budget_spent = step, True  # the time budget is spent: this step is the last
-            if not math.isfinite(logged["loss"]):
-                raise TrainingError(f"loss became {logged['loss']} at step {step}; lower the learning rate")
-            if rank == 0:
-                if bar is not None:
-                    budget = round(config.max_seconds or 0)
-                    bar.update(min(round(elapsed), budget) - bar.n if budget else 1)
-                    shown = {"step": str(step)} if config.max_seconds else {}
-                    bar.set_postfix(shown | {k: f"{v:.3g}" for k, v in logged.items()})
-                if step % config.log_every == 0 or step == stop:
-                    row = {
-                        "step": step,
-                        "epoch": epoch,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "grad_norm": float(grad_norm),
-                        "images_per_s": images_seen / max(elapsed, 1e-9),
-                        "elapsed_s": elapsed,
-                        **logged,
-                    }
-                    with open(out / "metrics.jsonl", "a", encoding="utf-8") as metrics:
-                        metrics.write(json.dumps(row) + "\n")
-                if step % config.checkpoint_every == 0 or step == stop:
-                    with whole():
-                        _checkpoint(out, encoder, pretrainer, optimizer, config, step, epoch, batch_in_epoch)
-    finally:
-        if bar is not None:
-            bar.close()
+        label = c.label or c.phase
+        if c.max_seconds:  # a time budget: the bar counts seconds, the step goes into the postfix
+            return tqdm(total=round(c.max_seconds), unit="s", desc=label, dynamic_ncols=True)
+        return tqdm(total=c.steps, initial=self.position.step, desc=label, dynamic_ncols=True)
+
+    def _show(self, bar: Any, logged: dict[str, float], elapsed: float) -> None:
+        budget = round(self.config.max_seconds or 0)
+        bar.update(min(round(elapsed), budget) - bar.n if budget else 1)
+        shown = {"step": str(self.position.step)} if self.config.max_seconds else {}
+        bar.set_postfix(shown | {k: f"{v:.3g}" for k, v in logged.items()})
+
+    def run(self, stem: FrozenStem | None, say: Any) -> bool:
+        """Steps until `steps` (or `stop_after`, or the time budget); True when the time budget ended the run."""
+        c, position = self.config, self.position
         if stem is not None:
-            stem.swap_in()
-    final = out / FINAL
-    if step < config.steps and not budget_spent:
-        return out / LAST
-    if rank == 0:
-        encoder.save_pretrained(final)
-    if world > 1:
-        dist.barrier()
-    return final
+            vision = self.encoder.config.vision
+            features = stem_features(stem, self.data.bank.pixels, lambda px: normalize(px, vision.mean, vision.std))
+            self.stem_cache = features.to(self.device)
+            stem.swap_out()
+            say(f"frozen image stem: {c.frozen_vision_blocks} blocks run once, {tuple(self.stem_cache.shape)}")
+        whole = stem.whole if stem is not None else contextlib.nullcontext
+        self._set_lr()
+        if self.world > 1:  # after the stem is swapped out: DDP sees only what trains
+            self.runner = torch.nn.parallel.DistributedDataParallel(self.objective, find_unused_parameters=True)
+        bar = self._bar()
+        started = time.monotonic()
+        stop, budget_spent = min(c.steps, c.stop_after or c.steps), False
+        try:
+            while position.step < stop:
+                logged, grad_norm = self._step()
+                elapsed = time.monotonic() - started
+                self._set_lr(elapsed)
+                if c.max_seconds and elapsed >= c.max_seconds and position.step < c.steps:
+                    stop, budget_spent = position.step, True  # the time budget is spent: this step is the last
+                if not math.isfinite(logged["loss"]):
+                    raise TrainingError(
+                        f"loss became {logged['loss']} at step {position.step}; lower the learning rate"
+                    )
+                if self.rank != 0:
+                    continue
+                if bar is not None:
+                    self._show(bar, logged, elapsed)
+                if position.step % c.log_every == 0 or position.step == stop:
+                    self._record(logged, grad_norm, elapsed)
+                if position.step % c.checkpoint_every == 0 or position.step == stop:
+                    with whole():
+                        _checkpoint(self.out, self.encoder, self.objective, self.optimizer, c, position)
+        finally:
+            if bar is not None:
+                bar.close()
+            if stem is not None:
+                stem.swap_in()
+        return budget_spent
 
 
 TOWER_PREFIXES = ("model.visual.", "model.text.")
@@ -404,22 +506,15 @@ def load_dense_backbones(model: Any, directory: Path) -> int:
 
 
 def _checkpoint(
-    out: Path,
-    encoder: Any,
-    pretrainer: Any,
-    optimizer: torch.optim.Optimizer,
-    config: TrainConfig,
-    step: int,
-    epoch: int,
-    batch_in_epoch: int,
+    out: Path, encoder: Any, objective: Any, optimizer: torch.optim.Optimizer, config: TrainConfig, position: Position
 ) -> None:
     """Write the checkpoint to a temporary folder, then swap it in as `last`: a crash never leaves half a state."""
     tmp = out / f"{LAST}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     encoder.save_pretrained(tmp)
-    meta = {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "config": asdict(config)}
-    save_state(tmp, pretrainer, optimizer, meta)
+    meta = {**asdict(position), "config": asdict(config)}
+    save_state(tmp, objective, optimizer, meta)
     last = out / LAST
     old = out / f"{LAST}.old"
     if last.exists():

@@ -152,7 +152,7 @@ def run_lexlip(*args: str, stream: bool = False) -> tuple[str, float]:
     straight to ours; else a failure shows the end of it."""
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "lexlip_es.cli", *args],
+        [sys.executable, "-m", "lexlip_app.cli", *args],
         stdout=subprocess.PIPE,
         stderr=None if stream else subprocess.PIPE,
         text=True,

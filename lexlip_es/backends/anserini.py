@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from lexlip_es.backends.base import Contribution, SearchHit, VectorBackend, check_vector, sort_hits
 from lexlip_es.errors import QueryError
+from lexlip_es.jsonl import read_jsonl
 from lexlip_es.local.anserini import Anserini
 from lexlip_es.settings import Settings
 
 
 def read_vectors_jsonl(path: str | Path, field: str = "vector") -> Iterator[tuple[str, dict[str, int]]]:
     """`{"id": ..., "vector": {token: int}}` per line (Anserini's JsonVectorCollection shape)."""
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    try:
+        for n, record in read_jsonl(path):
             try:
-                record = json.loads(line)
                 yield str(record["id"]), dict(record[field])
             except (ValueError, KeyError, TypeError) as exc:
                 raise QueryError(f"{path}:{n}: not a vector record ({exc})") from exc
+    except QueryError:
+        raise
+    except ValueError as exc:
+        raise QueryError(str(exc)) from exc
 
 
 class AnseriniBackend(VectorBackend):

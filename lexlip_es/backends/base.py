@@ -22,21 +22,31 @@ class SearchHit:
     """The query lexicon that produced the hit ({token: weight}, tokens unescaped)."""
     sort: tuple[Any, ...] = ()
     """The engine's sort values (score, id) in exact mode: pass the hit as `after=` for the next page."""
+    text_query: Mapping[str, Any] | None = None
+    """The BM25 clause of a hybrid search (`lexlip_es.hybrid`), None for the lexicon alone."""
 
 
 @dataclass(frozen=True)
 class Contribution:
     """One matched token: score = query_weight * engine_weight, where engine_weight is the document weight as the
-    engine scores it (Lucene keeps 9 significant bits; Anserini and the exact scorer keep the integer)."""
+    engine scores it (Lucene keeps 9 significant bits; Anserini and the exact scorer keep the integer). In a hybrid
+    search the words BM25 matched are contributions too: `part` names the text field, `query_weight` is the BM25
+    clause's boost and `engine_weight` the word's BM25 score."""
 
     token: str
     query_weight: float
     document_weight: float
     engine_weight: float
+    part: str = "lexicon"
 
     @property
     def score(self) -> float:
         return self.query_weight * self.engine_weight
+
+
+def by_score(contributions: Sequence[Contribution]) -> list[Contribution]:
+    """Contributions largest first (ties: lexicon tokens before text words, then by token)."""
+    return sorted(contributions, key=lambda c: (-c.score, c.part != "lexicon", c.part, c.token))
 
 
 def sort_hits(hits: Sequence[SearchHit]) -> list[SearchHit]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lexlip_es.backends.base import Contribution, SearchHit, VectorBackend, check_vector, sort_hits
+from lexlip_es.backends.base import Contribution, SearchHit, VectorBackend, by_score, check_vector, sort_hits
 from lexlip_es.clients import engine_errors, flavor_of
 from lexlip_es.errors import QueryError
 from lexlip_es.features import (
@@ -20,6 +20,7 @@ from lexlip_es.features import (
     lucene_feature_value,
     stored_lexicon,
 )
+from lexlip_es.hybrid import combine, text_contributions
 from lexlip_es.mapping import ID_FIELD, LEXICON_FIELDS, MODEL_FIELD, Flavor, LexiconLayout
 from lexlip_es.query import lexicon_clause, search_body
 
@@ -81,8 +82,10 @@ class EngineQueries:
         filters: Sequence[Mapping[str, Any]] = (),
         min_score: float | None = None,
         after: SearchHit | None = None,
+        text: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The `_search` body; `after` (the last hit of the previous page) asks for the page after it."""
+        """The `_search` body; `after` (the last hit of the previous page) asks for the page after it; `text` is a
+        hybrid search's BM25 clause, added to the lexicon's score (`vector` may then be empty)."""
         if isinstance(k, int) and not isinstance(k, bool) and k > MAX_RESULT_WINDOW:
             raise QueryError(
                 f"k={k:,} is beyond the engine's result window of {MAX_RESULT_WINDOW:,} hits "
@@ -93,13 +96,13 @@ class EngineQueries:
         for f in filters:
             if not isinstance(f, Mapping):
                 raise QueryError(f"filters must be query clauses (dicts), got {f!r}")
-        weights = top_terms(check_vector(vector), self.max_terms)
+        weights = top_terms(check_vector(vector), self.max_terms) if vector or text is None else {}
         model_filter = {"term": {MODEL_FIELD: self.layout.model_id}}
         if self.fast is not None and len(weights) > self.fast.terms:
             if after is not None:
                 self._sort_of(after)
-            return self._fast_body(weights, k, field, [model_filter, *filters], min_score)
-        clause = lexicon_clause(self.flavor, self.layout.field_type, field, weights)
+            return self._fast_body(weights, k, field, [model_filter, *filters], min_score, text)
+        clause = combine(self._lexicon_clause(field, weights), text)
         body = search_body(
             clause,
             k,
@@ -111,6 +114,9 @@ class EngineQueries:
         if after is not None:
             body["search_after"] = list(self._sort_of(after))
         return body
+
+    def _lexicon_clause(self, field: str, weights: Mapping[str, float]) -> dict[str, Any] | None:
+        return lexicon_clause(self.flavor, self.layout.field_type, field, weights) if weights else None
 
     def _sort_of(self, after: SearchHit) -> tuple[Any, ...]:
         if self.fast is not None or not self.tie_break:
@@ -126,14 +132,15 @@ class EngineQueries:
         field: str,
         filters: list[Mapping[str, Any]],
         min_score: float | None,
+        text: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        """Head terms score, tail terms rescore; `rescore` cannot be combined with `sort`, so ties are ordered by id
-        after the engine answers. `min_score` applies to the head-term score."""
+        """Head terms (and a hybrid search's BM25 clause) score, tail terms rescore; `rescore` cannot be combined
+        with `sort`, so ties are ordered by id after the engine answers. `min_score` applies to the first score."""
         assert self.fast is not None
         head = top_terms(weights, self.fast.terms)
         tail = {t: w for t, w in weights.items() if t not in head}
         body = search_body(
-            lexicon_clause(self.flavor, self.layout.field_type, field, head),
+            combine(self._lexicon_clause(field, head), text),
             k,
             filters=filters,
             min_score=min_score,
@@ -150,7 +157,13 @@ class EngineQueries:
         }
         return body
 
-    def hits(self, response: Mapping[str, Any], field: str, vector: Mapping[str, float]) -> list[SearchHit]:
+    def hits(
+        self,
+        response: Mapping[str, Any],
+        field: str,
+        vector: Mapping[str, float],
+        text: Mapping[str, Any] | None = None,
+    ) -> list[SearchHit]:
         query = top_terms(dict(vector), self.max_terms)
         hits = [
             SearchHit(
@@ -161,6 +174,7 @@ class EngineQueries:
                 field=field,
                 query=query,
                 sort=tuple(h.get("sort") or ()),
+                text_query=text,
             )
             for h in response["hits"]["hits"]
         ]
@@ -176,6 +190,14 @@ class EngineQueries:
     def explain_request(self, hit: SearchHit) -> dict[str, Any]:
         return self.request(self.explain_body(hit), index=hit.index, id=hit.id)
 
+    def text_explain_request(self, hit: SearchHit) -> dict[str, Any]:
+        """`_explain` of a hybrid hit's BM25 clause alone: its matched words."""
+        return self.request({"query": dict(hit.text_query or {})}, index=hit.index, id=hit.id)
+
+    @staticmethod
+    def text_boost(hit: SearchHit) -> float:
+        return float((hit.text_query or {}).get("multi_match", {}).get("boost", 1.0))
+
     def msearch_lines(self, bodies: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         lines: list[dict[str, Any]] = []
         for body in bodies:
@@ -184,6 +206,8 @@ class EngineQueries:
 
     @staticmethod
     def from_source(hit: SearchHit) -> list[Contribution] | None:
+        if not hit.query:
+            return []
         stored = hit.source.get(hit.field)
         if not isinstance(stored, str | Mapping):
             return None
@@ -195,7 +219,7 @@ class EngineQueries:
             for token, q in hit.query.items()
             if token in doc
         ]
-        return sorted(out, key=lambda c: (-c.score, c.token))
+        return by_score(out)
 
     def explain_body(self, hit: SearchHit) -> dict[str, Any]:
         return {"query": lexicon_clause(self.flavor, self.layout.field_type, hit.field, dict(hit.query))}
@@ -215,7 +239,7 @@ class EngineQueries:
             q = float(hit.query[token])
             engine_weight = float(detail["value"]) / q
             out.append(Contribution(token, q, engine_weight, engine_weight))
-        return sorted(out, key=lambda c: (-c.score, c.token))
+        return by_score(out)
 
 
 class EngineBackend(VectorBackend):
@@ -238,11 +262,12 @@ class EngineBackend(VectorBackend):
         filters: Sequence[Mapping[str, Any]] = (),
         min_score: float | None = None,
         after: SearchHit | None = None,
+        text: Mapping[str, Any] | None = None,
     ) -> list[SearchHit]:
-        body = self.q.body(vector, k, field, filters, min_score, after)
+        body = self.q.body(vector, k, field, filters, min_score, after, text)
         with engine_errors(f"searching {self.q.index!r}", self.q.index):
             response = self.client.search(**self.q.search_request(body))
-        return self.q.hits(response, field, vector)
+        return self.q.hits(response, field, vector, text)
 
     def search_many(
         self, queries: Sequence[Mapping[str, float]], k: int, field: str = "image_lexicon"
@@ -262,11 +287,14 @@ class EngineBackend(VectorBackend):
 
     def contributions(self, hit: SearchHit) -> list[Contribution]:
         found = self.q.from_source(hit)
-        if found is not None:
-            return found
         with engine_errors(f"explaining {hit.id!r} in {hit.index!r}", hit.index):
-            response = self.client.explain(**self.q.explain_request(hit))
-        return self.q.from_explanation(hit, response["explanation"])
+            if found is None:
+                response = self.client.explain(**self.q.explain_request(hit))
+                found = self.q.from_explanation(hit, response["explanation"])
+            if hit.text_query is not None:
+                response = self.client.explain(**self.q.text_explain_request(hit))
+                found = by_score(found + text_contributions(response["explanation"], self.q.text_boost(hit)))
+        return found
 
 
 class AsyncEngineBackend:
@@ -285,16 +313,20 @@ class AsyncEngineBackend:
         filters: Sequence[Mapping[str, Any]] = (),
         min_score: float | None = None,
         after: SearchHit | None = None,
+        text: Mapping[str, Any] | None = None,
     ) -> list[SearchHit]:
-        body = self.q.body(vector, k, field, filters, min_score, after)
+        body = self.q.body(vector, k, field, filters, min_score, after, text)
         with engine_errors(f"searching {self.q.index!r}", self.q.index):
             response = await self.client.search(**self.q.search_request(body))
-        return self.q.hits(response, field, vector)
+        return self.q.hits(response, field, vector, text)
 
     async def contributions(self, hit: SearchHit) -> list[Contribution]:
         found = self.q.from_source(hit)
-        if found is not None:
-            return found
         with engine_errors(f"explaining {hit.id!r} in {hit.index!r}", hit.index):
-            response = await self.client.explain(**self.q.explain_request(hit))
-        return self.q.from_explanation(hit, response["explanation"])
+            if found is None:
+                response = await self.client.explain(**self.q.explain_request(hit))
+                found = self.q.from_explanation(hit, response["explanation"])
+            if hit.text_query is not None:
+                response = await self.client.explain(**self.q.text_explain_request(hit))
+                found = by_score(found + text_contributions(response["explanation"], self.q.text_boost(hit)))
+        return found

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from lexlip_es.local.anserini import Anserini
 from lexlip_es.local.elasticsearch import start_elasticsearch
 from lexlip_es.local.opensearch import start_opensearch
-from lexlip_es.local.process import LocalEngine, http_json, spawn, wait_ready
+from lexlip_es.local.process import LocalEngine, http_json
 from lexlip_es.local.redis import redis_ping, start_redis
 from lexlip_es.settings import Settings
 
@@ -138,33 +137,13 @@ def opensearch_two_nodes(request: pytest.FixtureRequest, settings: Settings) -> 
 
 @pytest.fixture(scope="session")
 def celery_worker(
-    request: pytest.FixtureRequest, settings: Settings, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> LocalEngine:
-    """A real `celery -A ingest.app worker` process (prefork, one child) on the test Redis."""
-    from ingest.app import create_app
+    """A real `lexlip worker` process (`celery -A ingest.app worker`, prefork, one child) on the test Redis."""
+    from ingest.local import start_worker
 
-    workdir = tmp_path_factory.mktemp("celery-worker")
-    env = {**os.environ, "LEXLIP_REDIS_URL": redis_url}
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "ingest.app",
-        "worker",
-        "--pool=prefork",
-        "--concurrency=1",
-        "--loglevel=INFO",
-        "--hostname=lexlip-test@%h",
-        "--without-heartbeat",
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    engine = spawn("celery-worker", cmd, url=redis_url, workdir=ROOT, log_path=workdir / "worker.log", env=env)
-    _keep(request, engine)
-    app = create_app(settings.with_(redis_url=redis_url))
-    wait_ready(engine, lambda: bool(app.control.ping(timeout=1.0)), settings.start_timeout_s, "an answer to ping")
-    return engine
+    log = tmp_path_factory.mktemp("celery-worker") / "worker.log"
+    return _keep(request, start_worker("lexlip-test", {**os.environ, "LEXLIP_REDIS_URL": redis_url}, log))
 
 
 INGEST_IMAGES = 5000

@@ -16,7 +16,7 @@ def _lexlip(cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LEXLIP_CACHE_DIR": str(cache)}
     env.pop("LEXLIP_OPENSEARCH_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "lexlip_es.cli", *args], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-m", "lexlip_app.cli", *args], capture_output=True, text=True, env=env, timeout=600
     )
 
 

@@ -17,9 +17,9 @@ from ingest.app import create_app
 from lexlip_es.features import LUCENE_EXACT_LIMIT, dot, escape_feature, lucene_dot, unescape_feature
 from lexlip_es.local.anserini import Anserini
 from lexlip_es.local.process import LocalEngine
+from lexlip_es.parity import SmokeCorpus, smoke_corpus
 from lexlip_es.query import escaped_document, rank_feature_query, sparse_vector_query
 from lexlip_es.settings import Settings
-from lexlip_es.smoke import SmokeCorpus, smoke_corpus
 
 FIELD = "lexicon"
 

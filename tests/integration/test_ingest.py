@@ -298,7 +298,7 @@ def test_a_3000_row_manifest_with_every_hostile_class_accounts_for_every_row(
         [
             sys.executable,
             "-m",
-            "lexlip_es.cli",
+            "lexlip_app.cli",
             "ingest",
             str(manifest),
             "--index",
@@ -338,7 +338,7 @@ def test_a_3000_row_manifest_with_every_hostile_class_accounts_for_every_row(
 
     again = subprocess.run(
         [
-            *[sys.executable, "-m", "lexlip_es.cli", "ingest", str(manifest), "--index", "ingest-hostile"],
+            *[sys.executable, "-m", "lexlip_app.cli", "ingest", str(manifest), "--index", "ingest-hostile"],
             *["--checkpoint", str(checkpoint), "--image-root", str(shapes_root), "--quiet"],
         ],
         capture_output=True,

@@ -42,7 +42,7 @@ def test_workers_and_producer_write_to_elasticsearch_when_pointed_at_it(
         rows.insert(200, {"id": "outside", "image": "/etc/hostname"})
         manifest = tmp_path / "es.jsonl"
         manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        command = [sys.executable, "-m", "lexlip_es.cli", "ingest", str(manifest), "--index", "es-ingest"]
+        command = [sys.executable, "-m", "lexlip_app.cli", "ingest", str(manifest), "--index", "es-ingest"]
         command += ["--checkpoint", str(checkpoint), "--image-root", str(shapes_root), "--replicas", "0", "--quiet"]
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
         assert result.returncode == 1, result.stdout + result.stderr

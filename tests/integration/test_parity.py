@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _lexlip(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lexlip_es.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env
+        [sys.executable, "-m", "lexlip_app.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env
     )
 
 

@@ -245,7 +245,7 @@ def test_elasticsearch_sparse_vector_write_search_explain(es_client: Elasticsear
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lexlip_es.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env
+        [sys.executable, "-m", "lexlip_app.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env
     )
 
 

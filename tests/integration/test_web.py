@@ -20,15 +20,15 @@ import httpx
 import pytest
 from opensearchpy import OpenSearch
 
+from lexlip_app.demo import held_out
+from lexlip_app.web.app import create_app, serve
 from lexlip_es.bulk import BulkWriter, LexiconDocument
-from lexlip_es.demo import held_out
 from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.indices import create_index
 from lexlip_es.local.ports import free_port
 from lexlip_es.mapping import IndexOptions, LexiconLayout
 from lexlip_es.search import LexSearch
 from lexlip_es.settings import Settings
-from lexlip_es.web.app import create_app, serve
 from trainer.data.shapes import generate_shapes
 
 INDEX = "lexlip-web-test"
@@ -140,7 +140,7 @@ def test_a_page_on_another_site_cannot_read_the_loopback_page_through_dns_rebind
 
 
 def test_terminal_search_prints_the_same_hits_as_the_page(site: Site) -> None:
-    command = [sys.executable, "-m", "lexlip_es.cli", "search", QUERY, "--index", INDEX, "--url", site.engine]
+    command = [sys.executable, "-m", "lexlip_app.cli", "search", QUERY, "--index", INDEX, "--url", site.engine]
     result = subprocess.run(
         [*command, "--checkpoint", str(site.checkpoint), "-k", "12", "--tokens", "3"],
         capture_output=True,

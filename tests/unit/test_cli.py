@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lexlip_es.cli import build_parser, main
+from lexlip_app.cli import build_parser, main
 
 
 def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -36,7 +36,9 @@ def test_every_command_has_help(path: tuple[str, ...], capsys: pytest.CaptureFix
 
 
 def test_console_script_runs() -> None:
-    out = subprocess.run([sys.executable, "-m", "lexlip_es.cli", "version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "lexlip_app.cli", "version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("lexlip-es ")
 
 

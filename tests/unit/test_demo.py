@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lexlip_es.demo import DemoOptions, check_port, held_out
+from lexlip_app.demo import DemoOptions, check_port, held_out
 from lexlip_es.errors import LexlipError
 from trainer.data.shapes import generate_shapes
 
@@ -20,7 +20,7 @@ def test_held_out_rows_are_the_test_split_with_paths_and_all_captions(tmp_path: 
 
 
 def test_manifest_rows_carry_their_split_so_recall_can_keep_to_the_test_split(tmp_path: Path) -> None:
-    from lexlip_es.demo import TEST_ONLY, manifest_rows
+    from lexlip_app.demo import TEST_ONLY, manifest_rows
 
     data = generate_shapes(tmp_path, 3, 1, 2, seed=4)
     rows = manifest_rows(data, "shapes", ("train", "val", "test"))
@@ -54,7 +54,7 @@ def test_demo_options_are_checked_before_anything_starts(options: dict[str, floa
 
 
 def test_each_demo_data_set_has_its_own_recipe_and_example_queries() -> None:
-    from lexlip_es.demo import DATASETS
+    from lexlip_app.demo import DATASETS
 
     assert DemoOptions().data == "emoji"  # real pictures by default
     assert DATASETS["emoji"].splits == ("train", "val", "test") and DATASETS["shapes"].splits == ("test",)

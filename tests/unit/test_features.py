@@ -13,7 +13,7 @@ from lexlip_es.features import (
     stored_lexicon,
     unescape_feature,
 )
-from lexlip_es.smoke import VOCABULARY
+from lexlip_es.parity import SMOKE_VOCABULARY as VOCABULARY
 
 
 @pytest.mark.parametrize(

@@ -56,14 +56,13 @@ def test_free_ports_are_distinct_and_closed() -> None:
     assert not any(port_open(p) for p in ports)
 
 
+def _shell(name: str, script: str, folder: Path) -> LocalEngine:
+    """A process group running `sh -c script` in `folder`, its output logged there."""
+    return spawn(name, ["sh", "-c", script], url="-", workdir=folder, log_path=folder / "log")
+
+
 def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
-    engine = spawn(
-        "sleeper",
-        ["sh", "-c", "sleep 300 & echo $! > child; wait"],
-        url="-",
-        workdir=tmp_path,
-        log_path=tmp_path / "log",
-    )
+    engine = _shell("sleeper", "sleep 300 & echo $! > child; wait", tmp_path)
     deadline = time.monotonic() + 10
     while not (tmp_path / "child").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -76,13 +75,7 @@ def test_stop_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 
 def test_a_process_that_dies_fails_with_its_exit_code_and_log(tmp_path: Path) -> None:
-    engine = spawn(
-        "broken",
-        ["sh", "-c", "echo cannot bind port >&2; exit 3"],
-        url="-",
-        workdir=tmp_path,
-        log_path=tmp_path / "log",
-    )
+    engine = _shell("broken", "echo cannot bind port >&2; exit 3", tmp_path)
     with pytest.raises(EngineStartError) as info:
         wait_ready(engine, lambda: False, 30, "readiness")
     message = str(info.value)
@@ -91,7 +84,7 @@ def test_a_process_that_dies_fails_with_its_exit_code_and_log(tmp_path: Path) ->
 
 
 def test_a_process_that_never_gets_ready_times_out_and_is_stopped(tmp_path: Path) -> None:
-    engine = spawn("slow", ["sleep", "60"], url="-", workdir=tmp_path, log_path=tmp_path / "log")
+    engine = _shell("slow", "exec sleep 60", tmp_path)
     with pytest.raises(EngineStartError, match=r"slow failed to start: health not reached within 1s"):
         wait_ready(engine, lambda: False, 1, "health")
     assert not engine.alive()

@@ -427,7 +427,7 @@ def test_base_model_loads_base_sized_folders(tmp_path: Path) -> None:
 
 
 def test_train_cli_passes_weight_folders(tmp_path: Path) -> None:
-    from lexlip_es.cli import build_parser
+    from lexlip_app.cli import build_parser
     from trainer.data.shapes import generate_shapes
     from trainer.loop import TrainConfig, train
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from lexlip_es.backends.base import SearchHit
@@ -13,15 +11,11 @@ from lexlip_es.clients import translate
 from lexlip_es.errors import EmptyQueryError, EngineUnavailableError, IndexNotFoundError, QueryError
 from lexlip_es.mapping import LexiconLayout
 from lexlip_es.search import check_text
-
-
-def _queries(flavor: str = "opensearch", **kwargs: Any) -> EngineQueries:
-    field_type = kwargs.pop("field_type", "rank_features")
-    return EngineQueries(flavor, "images", LexiconLayout("m1", field_type=field_type), **kwargs)  # type: ignore[arg-type]
+from tests.unit.bodies import engine_queries, feature
 
 
 def test_opensearch_search_body_is_exact() -> None:
-    body = _queries(max_terms=2).body(
+    body = engine_queries(max_terms=2).body(
         {"red": 30, "u.s": 5, "circle": 30}, 10, "image_lexicon", [{"term": {"shop": "eu"}}], min_score=2.0
     )
     assert body == {
@@ -32,8 +26,8 @@ def test_opensearch_search_body_is_exact() -> None:
                     {
                         "bool": {
                             "should": [
-                                {"rank_feature": {"field": "image_lexicon.circle", "linear": {}, "boost": 30}},
-                                {"rank_feature": {"field": "image_lexicon.red", "linear": {}, "boost": 30}},
+                                feature("image_lexicon.circle", 30),
+                                feature("image_lexicon.red", 30),
                             ]
                         }
                     }
@@ -50,7 +44,7 @@ def test_opensearch_search_body_is_exact() -> None:
 
 
 def test_elasticsearch_sparse_vector_body() -> None:
-    body = _queries("elasticsearch", field_type="sparse_vector", tie_break=False, source=["file"]).body(
+    body = engine_queries("elasticsearch", field_type="sparse_vector", tie_break=False, source=["file"]).body(
         {"u.s": 5}, 3, "caption_lexicon"
     )
     assert body == {
@@ -81,14 +75,14 @@ def test_top_terms_keeps_the_largest_weights_ties_to_the_smaller_token() -> None
         ({"a": 1}, 10, "title", QueryError, "field must be"),
     ],
 )
-def test_bad_vector_queries(vector: dict[str, float], k: int, field: str, error: type, message: str) -> None:
+def test_bad_vectorengine_queries(vector: dict[str, float], k: int, field: str, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
-        _queries().body(vector, k, field)
+        engine_queries().body(vector, k, field)
 
 
 def test_opensearch_cannot_use_sparse_vector() -> None:
     with pytest.raises(QueryError, match="Elasticsearch feature"):
-        _queries("opensearch", field_type="sparse_vector").body({"a": 1}, 1, "image_lexicon")
+        engine_queries("opensearch", field_type="sparse_vector").body({"a": 1}, 1, "image_lexicon")
 
 
 @pytest.mark.parametrize(
@@ -184,7 +178,7 @@ def test_a_text_that_encodes_to_nothing_is_an_empty_query_error() -> None:
 def test_fast_mode_body_scores_head_terms_and_rescores_the_rest() -> None:
     from lexlip_es.backends.engine import FastMode
 
-    body = _queries(fast=FastMode(terms=2, window=50)).body({"a": 9, "b": 7, "c": 3, "d": 1}, 10, "image_lexicon")
+    body = engine_queries(fast=FastMode(terms=2, window=50)).body({"a": 9, "b": 7, "c": 3, "d": 1}, 10, "image_lexicon")
     assert body == {
         "size": 10,
         "query": {
@@ -193,8 +187,8 @@ def test_fast_mode_body_scores_head_terms_and_rescores_the_rest() -> None:
                     {
                         "bool": {
                             "should": [
-                                {"rank_feature": {"field": "image_lexicon.a", "linear": {}, "boost": 9}},
-                                {"rank_feature": {"field": "image_lexicon.b", "linear": {}, "boost": 7}},
+                                feature("image_lexicon.a", 9),
+                                feature("image_lexicon.b", 7),
                             ]
                         }
                     }
@@ -210,8 +204,8 @@ def test_fast_mode_body_scores_head_terms_and_rescores_the_rest() -> None:
                 "rescore_query": {
                     "bool": {
                         "should": [
-                            {"rank_feature": {"field": "image_lexicon.c", "linear": {}, "boost": 3}},
-                            {"rank_feature": {"field": "image_lexicon.d", "linear": {}, "boost": 1}},
+                            feature("image_lexicon.c", 3),
+                            feature("image_lexicon.d", 1),
                         ]
                     }
                 },
@@ -221,7 +215,7 @@ def test_fast_mode_body_scores_head_terms_and_rescores_the_rest() -> None:
             },
         },
     }
-    short = _queries(fast=FastMode(terms=8)).body({"a": 9}, 10, "image_lexicon")
+    short = engine_queries(fast=FastMode(terms=8)).body({"a": 9}, 10, "image_lexicon")
     assert "rescore" not in short and "sort" in short
     with pytest.raises(QueryError, match="fast mode needs"):
         FastMode(terms=0)
@@ -241,7 +235,7 @@ def test_explanation_of_a_one_term_query_is_the_clause_itself() -> None:
 def test_pages_continue_after_the_last_hit_and_k_stays_inside_the_result_window() -> None:
     from lexlip_es.backends.engine import MAX_RESULT_WINDOW, FastMode
 
-    queries = _queries()
+    queries = engine_queries()
     response = {"hits": {"hits": [{"_id": "b", "_score": 7.0, "sort": [7.0, "b"]}]}}
     (last,) = queries.hits(response, "image_lexicon", {"red": 3})
     assert last.sort == (7.0, "b")
@@ -254,6 +248,6 @@ def test_pages_continue_after_the_last_hit_and_k_stays_inside_the_result_window(
     assert queries.body({"red": 3}, MAX_RESULT_WINDOW, "image_lexicon")["size"] == MAX_RESULT_WINDOW
     with pytest.raises(QueryError, match="takes a hit this search returned"):
         queries.body({"red": 3}, 10, "image_lexicon", after=SearchHit("b", 7.0))
-    fast = _queries(fast=FastMode(1, 10))
+    fast = engine_queries(fast=FastMode(1, 10))
     with pytest.raises(QueryError, match="need exact mode"):
         fast.body({"red": 3, "blue": 2}, 10, "image_lexicon", after=last)

@@ -278,7 +278,7 @@ def test_two_process_gloo_ddp_run_trains(shapes: Path, tmp_path: Path) -> None:
         "--nproc_per_node=2",
         f"--master_port={free_port()}",
         "-m",
-        "lexlip_es.cli",
+        "lexlip_app.cli",
         "train",
         "phase1",
         "--config",
@@ -318,7 +318,7 @@ def test_eval_command_prints_recall(shapes: Path, encoder: LexLIPEncoder, tmp_pa
         [
             sys.executable,
             "-m",
-            "lexlip_es.cli",
+            "lexlip_app.cli",
             "eval",
             "--checkpoint",
             str(tmp_path / "ckpt"),

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
+from lexlip_app.hits import HitView, table
+from lexlip_app.web import render
 from lexlip_es.backends.base import Contribution
-from lexlip_es.hits import HitView, table
-from lexlip_es.web import render
 
 HOSTILE = '<script>window.__xss = 1</script><img src=x onerror="alert(1)">'
 
@@ -179,8 +179,8 @@ def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
 
 
 def test_each_refusal_of_the_ingest_decoder_has_its_status() -> None:
+    from lexlip_app.web.app import decode_status
     from lexlip_es.encoders.images import ImageDecodeError, load_image
-    from lexlip_es.web.app import decode_status
 
     cases = [
         (b"", 400, None),
@@ -198,7 +198,7 @@ def test_each_refusal_of_the_ingest_decoder_has_its_status() -> None:
 def test_thumbnail_is_a_small_png_data_url() -> None:
     from PIL import Image
 
-    from lexlip_es.web.app import thumbnail_url
+    from lexlip_app.web.app import thumbnail_url
 
     url = thumbnail_url(Image.new("RGB", (640, 320), (200, 10, 10)))
     assert url.startswith("data:image/png;base64,")
@@ -213,9 +213,9 @@ def refusing_page() -> Any:
     from fastapi.testclient import TestClient
     from opensearchpy import OpenSearch
 
+    from lexlip_app.web.app import create_app
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.search import LexSearch
-    from lexlip_es.web.app import create_app
 
     encoder = LexLIPEncoder.from_config("tiny", seed=0)
     search = LexSearch(OpenSearch("http://127.0.0.1:9", timeout=1), "nowhere", text_encoder=encoder)
@@ -264,8 +264,8 @@ def test_the_empty_page_offers_the_examples_and_the_upload_form(refusing_page: A
 
 
 def test_host_names_are_read_without_their_ports() -> None:
+    from lexlip_app.web.app import host_name, page_hosts
     from lexlip_es.settings import Settings
-    from lexlip_es.web.app import host_name, page_hosts
 
     assert host_name("LocalHost:8765") == "localhost"
     assert host_name("[::1]:8765") == "::1"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lexlip_es.encoders.images import ImageDecodeError, ImageInput, load_image
+from lexlip_es.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,19 @@ class CorruptCounter:
 KARPATHY_FIELDS = frozenset({"filepath", "filename", "split", "sentences", "sentids", "imgid", "cocoid"})
 
 
-def load_karpathy(path: str | Path, split: str, image_root: str | Path | None = None) -> list[Pair]:
+def load_karpathy(
+    path: str | Path, split: str, image_root: str | Path | None = None, *, exact_split: bool = False
+) -> list[Pair]:
     """The Karpathy-split JSON used for Flickr30k and COCO: `images[*].{filepath?, filename, split, sentences}`.
 
-    `split="train"` also takes COCO's `restval`. Paths are relative to `image_root` (default: the JSON's folder).
-    Every other field of a record (shapes' `objects`, emoji's `group`, `subgroup`, ...) lands in `Pair.meta`.
+    `split="train"` also takes COCO's `restval` (unless `exact_split`). Paths are relative to `image_root` (default:
+    the JSON's folder). Every other field of a record (shapes' `objects`, emoji's `group`, `subgroup`, ...) lands in
+    `Pair.meta`.
     """
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
     data = json.loads(path.read_text())
-    wanted = {"train", "restval"} if split == "train" else {split}
+    wanted = {"train", "restval"} if split == "train" and not exact_split else {split}
     pairs = []
     for record in data["images"]:
         if record.get("split") not in wanted:
@@ -68,19 +72,15 @@ def load_manifest(path: str | Path, image_root: str | Path | None = None) -> lis
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                image, captions = row["image"], row["captions"]
-            except (ValueError, KeyError) as exc:
-                raise ValueError(f"{path}:{number}: not a manifest line ({exc})") from None
-            if isinstance(captions, str):
-                captions = [captions]
-            image_path = Path(image) if Path(image).is_absolute() else root / image
-            pairs.append(Pair(str(image_path), tuple(captions), str(row.get("id", number))))
+    for number, row in read_jsonl(path):
+        try:
+            image, captions = row["image"], row["captions"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not a manifest line (no {exc})") from None
+        if isinstance(captions, str):
+            captions = [captions]
+        image_path = Path(image) if Path(image).is_absolute() else root / image
+        pairs.append(Pair(str(image_path), tuple(captions), str(row.get("id", number))))
     return pairs
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lexlip_app.parsers import command
 from lexlip_es.errors import LexlipError
+from lexlip_es.hybrid import DEFAULT_HYBRID_WEIGHT, DEFAULT_TEXT_FIELDS
 from lexlip_es.mapping import FIELD_TYPES
 from lexlip_es.settings import Settings
+
+if TYPE_CHECKING:
+    from lexlip_es.parity import ParityReport
 
 
 def client_for(settings: Settings, url: str | None, what: str) -> Any:
@@ -32,21 +37,24 @@ def text_encoder(checkpoint: str | Path | None) -> Any:
 
 
 def _cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from lexlip_es.hybrid import Hybrid, parse_fields
     from lexlip_es.search import LexSearch, check_text
 
     check_text(args.text, settings.max_query_chars)
+    hybrid = None if args.hybrid is None else Hybrid(weight=args.hybrid, fields=parse_fields(args.text_fields))
     client = client_for(settings, args.url, "lexlip search")
     search = LexSearch(
         client,
         args.index,
         text_encoder=text_encoder(args.checkpoint or settings.checkpoint),
         max_query_chars=settings.max_query_chars,
+        hybrid=hybrid,
     )
     hits = search.search_text(args.text, k=args.k)
     if not hits:
         print("no matching images")
         return 0
-    from lexlip_es.hits import hit_views, table
+    from lexlip_app.hits import hit_views, table
 
     print("\n".join(table(hit_views(search, hits), args.tokens)))
     return 0
@@ -77,10 +85,22 @@ def _cmd_parity(args: argparse.Namespace, settings: Settings) -> int:
     report = run_parity(
         load_vectors(args.corpus), load_vectors(args.queries), settings, k=args.k, engines=args.engines.split(",")
     )
+    return _print_report(report, args.report)
+
+
+def _cmd_smoke(args: argparse.Namespace, settings: Settings) -> int:
+    from lexlip_es.parity import run_parity, smoke_corpus
+
+    documents, queries = smoke_corpus().vectors()
+    report = run_parity(documents, queries, settings, k=len(documents), engines=args.engines.split(","))
+    return _print_report(report, args.report)
+
+
+def _print_report(report: ParityReport, to: str | None) -> int:
     markdown = report.markdown()
     print(markdown)
-    if args.report:
-        path = Path(args.report)
+    if to:
+        path = Path(to)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(markdown)
         path.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=2))
@@ -102,8 +122,10 @@ def _cmd_data_zipf(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_commands(commands: Any, data_cmds: Any) -> None:
-    zipf = data_cmds.add_parser(
+    zipf = command(
+        data_cmds,
         "zipf",
+        _cmd_data_zipf,
         help="synthetic lexicon vectors for the parity harness",
         description="Documents and queries with Zipf-distributed terms and LexLIP-like integer weights.",
     )
@@ -114,7 +136,6 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
     zipf.add_argument("--max-terms", type=int, default=200)
     zipf.add_argument("--big-fraction", type=float, default=0.002, help="share of rare-term weights pushed above 511")
     zipf.add_argument("--seed", type=int, default=0)
-    zipf.set_defaults(func=_cmd_data_zipf)
 
     index = commands.add_parser("index", help="manage LexLIP indices", description="Manage LexLIP indices.")
     index_cmds = index.add_subparsers(dest="index_command", metavar="ACTION", required=True)
@@ -139,8 +160,10 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
     create.add_argument("--url", help="cluster URL (default: the URL of the engine LEXLIP_ENGINE chooses)")
     create.set_defaults(func=_cmd_index_create)
 
-    search = commands.add_parser(
+    search = command(
+        commands,
         "search",
+        _cmd_search,
         help="search images by text",
         description="Encode a text with a checkpoint and print the top images with their matching tokens.",
     )
@@ -150,10 +173,23 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
     search.add_argument("--url", help="cluster URL (default: the URL of the engine LEXLIP_ENGINE chooses)")
     search.add_argument("-k", "--k", type=int, default=10)
     search.add_argument("--tokens", type=int, default=5, help="matching tokens shown per hit")
-    search.set_defaults(func=_cmd_search)
+    search.add_argument(
+        "--hybrid",
+        type=float,
+        nargs="?",
+        const=DEFAULT_HYBRID_WEIGHT,
+        metavar="WEIGHT",
+        help="add a BM25 match of the query's words over --text-fields, each BM25 point worth WEIGHT of the "
+        f"lexicons' dot product (default {DEFAULT_HYBRID_WEIGHT}; 0: the lexicon alone)",
+    )
+    search.add_argument(
+        "--text-fields", default=",".join(DEFAULT_TEXT_FIELDS), help="comma-separated text fields for --hybrid"
+    )
 
-    parity = commands.add_parser(
+    parity = command(
+        commands,
         "parity",
+        _cmd_parity,
         help="compare OpenSearch, Elasticsearch, Anserini and the exact scorer",
         description="Index the same vectors everywhere, run the same queries, report every mismatch. Engines come "
         "from LEXLIP_OPENSEARCH_URL / LEXLIP_ELASTICSEARCH_URL or are started locally.",
@@ -163,4 +199,14 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
     parity.add_argument("--k", type=int, default=10)
     parity.add_argument("--engines", default="opensearch,opensearch-impact,elasticsearch,anserini")
     parity.add_argument("--report", help="write the markdown report here (and the JSON beside it)")
-    parity.set_defaults(func=_cmd_parity)
+
+    smoke = command(
+        commands,
+        "smoke",
+        _cmd_smoke,
+        help="the parity harness on the 20-vector smoke corpus (dots, percent signs, weights > 511)",
+        description="Index the smoke corpus into OpenSearch and Anserini (started here unless LEXLIP_OPENSEARCH_URL "
+        "is set), run its queries, report every score that differs from the exact integer dot product.",
+    )
+    smoke.add_argument("--engines", default="opensearch,anserini")
+    smoke.add_argument("--report", help="write the markdown report here (and the JSON beside it)")

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -115,16 +114,17 @@ class Recall:
 
 def manifest_rows(data_json: Path, name: str = "shapes", splits: Sequence[str] = ("test",)) -> list[dict[str, Any]]:
     """These splits as ingest manifest rows: id (`NAME-0000042`), image path, captions, and the split as metadata."""
-    records = json.loads(data_json.read_text())["images"]
+    from trainer.data.datasets import load_karpathy
+
     return [
         {
-            "id": f"{name}-{r['imgid']:07d}",
-            "image": str(data_json.parent / r.get("filepath", "") / r["filename"]),
-            "captions": [s["raw"] for s in r["sentences"]],
-            "metadata": {"split": r["split"]},
+            "id": f"{name}-{int(pair.image_id):07d}",
+            "image": str(pair.image),
+            "captions": list(pair.captions),
+            "metadata": {"split": split},
         }
-        for r in records
-        if r["split"] in splits
+        for split in splits
+        for pair in load_karpathy(data_json, split, exact_split=True)
     ]
 
 
@@ -199,10 +199,11 @@ def ingest(
     from ingest.app import create_app
     from ingest.local import start_worker
     from ingest.producer import run_ingest
+    from lexlip_es.jsonl import write_jsonl
     from lexlip_es.mapping import IndexOptions
 
     manifest = workdir / "held-out.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(manifest, rows)
     client = OpenSearch(settings.opensearch_url, timeout=60)
     if client.indices.exists(index=INDEX):
         echo(f"replacing the index {INDEX!r} left by an earlier demo on {settings.opensearch_url}")
@@ -252,33 +253,26 @@ def recall(
     keep both to the held-out documents when the index holds others."""
     from lexlip_es.features import stored_lexicon
     from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD
+    from lexlip_es.metrics import first_relevant, recall_at
 
     started = time.monotonic()
     layout = search.layout()
     captions = [(r["id"], c) for r in rows for c in r["captions"]]
     vectors = encoder.encode_texts([c for _, c in captions], scale=layout.scale, top_k=layout.top_k_text)
     depth = max(KS)
-    t2i = [0] * len(KS)
+    t2i = []
     for (image_id, _), vector in zip(captions, vectors, strict=True):
         features = vector.to_features(encoder.vocab, escape=False)
         # a caption whose lexicon is empty (no word the model knows, e.g. "#") finds nothing: a miss, not an error
         found = [h.id for h in search.search_vector(features, depth, filters=filters)] if features else []
-        for j, k in enumerate(KS):
-            t2i[j] += image_id in found[:k]
-    i2t = [0] * len(KS)
+        t2i.append(first_relevant(found, {image_id}))
+    i2t = []
     sources = search.client.mget(index=search.index, body={"ids": [r["id"] for r in rows]})["docs"]
     for doc in sources:
         lexicon = stored_lexicon((doc.get("_source") or {}).get(IMAGE_FIELD))
         hits = search.search_vector(lexicon, depth, field=CAPTION_FIELD, filters=filters) if lexicon else []
-        found = [h.id for h in hits]
-        for j, k in enumerate(KS):
-            i2t[j] += doc["_id"] in found[:k]
-    return Recall(
-        {f"R@{k}": t2i[j] / len(captions) for j, k in enumerate(KS)},
-        {f"R@{k}": i2t[j] / len(rows) for j, k in enumerate(KS)},
-        len(captions),
-        time.monotonic() - started,
-    )
+        i2t.append(first_relevant([h.id for h in hits], {doc["_id"]}))
+    return Recall(recall_at(t2i, KS), recall_at(i2t, KS), len(captions), time.monotonic() - started)
 
 
 def check_port(host: str, port: int) -> None:
@@ -302,9 +296,9 @@ def check_port(host: str, port: int) -> None:
 def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Callable[[str], None] = print) -> int:
     from opensearchpy import OpenSearch
 
+    from lexlip_app.web.app import create_app, page_hosts, serve
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.search import LexSearch
-    from lexlip_es.web.app import create_app, page_hosts, serve
 
     options = options or DemoOptions()
     data = DATASETS[options.data]

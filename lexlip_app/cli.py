@@ -6,9 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from lexlip_app.cli_ingest import add_commands as add_ingest_commands
+from lexlip_app.cli_search import add_commands
+from lexlip_app.parsers import command
 from lexlip_es import __version__
-from lexlip_es.cli_ingest import add_commands as add_ingest_commands
-from lexlip_es.cli_search import add_commands
 from lexlip_es.errors import LexlipError
 from lexlip_es.settings import Settings
 
@@ -53,16 +54,10 @@ def _cmd_engines_fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from lexlip_es.demo import DemoOptions, run_demo
+    from lexlip_app.demo import DemoOptions, run_demo
 
     options = DemoOptions(data=args.data, workers=args.workers, serve_seconds=args.serve_seconds)
     return run_demo(settings, options)
-
-
-def _cmd_smoke(args: argparse.Namespace, settings: Settings) -> int:
-    from lexlip_es.smoke_demo import run_smoke_demo
-
-    return 1 if run_smoke_demo(settings) else 0
 
 
 def _cmd_data_shapes(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,7 +92,7 @@ def _cmd_data_fetch(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from trainer.allocator import reexec_with_jemalloc
 
-    reexec_with_jemalloc(["-m", "lexlip_es.cli", *sys.argv[1:]])
+    reexec_with_jemalloc(["-m", "lexlip_app.cli", *sys.argv[1:]])
     from trainer.loop import TrainConfig, train
 
     overrides = {
@@ -166,37 +161,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     engine_cmds = engines.add_subparsers(dest="engines_command", metavar="ACTION", required=True)
     only_help = "comma-separated subset of opensearch,elasticsearch,redis (default: all)"
-    start = engine_cmds.add_parser(
+    start = command(
+        engine_cmds,
         "start",
+        _cmd_engines_start,
         help="start the engines and print their URLs",
         description="Start engines in the background; data and logs stay in the cache.",
     )
     start.add_argument("--only", help=only_help)
     start.add_argument("--nodes", type=int, default=1, help="OpenSearch nodes in the cluster (default 1)")
     start.add_argument("--heap-mb", type=int, default=None, help="heap per node in MB (default LEXLIP_ENGINE_HEAP_MB)")
-    start.set_defaults(func=_cmd_engines_start)
-    stop = engine_cmds.add_parser(
+    stop = command(
+        engine_cmds,
         "stop",
+        _cmd_engines_stop,
         help="stop engines started by `lexlip engines start`",
         description="Stop engines started by `lexlip engines start`.",
     )
     stop.add_argument("--only", help=only_help)
-    stop.set_defaults(func=_cmd_engines_stop)
-    status = engine_cmds.add_parser(
+    command(
+        engine_cmds,
         "status",
+        _cmd_engines_status,
         help="show which engines run and their health",
         description="Show which engines run, their URLs and health.",
     )
-    status.set_defaults(func=_cmd_engines_status)
-    fetch = engine_cmds.add_parser(
+    command(
+        engine_cmds,
         "fetch",
+        _cmd_engines_fetch,
         help="download engine artifacts with Maven and compile the launchers",
         description="Download every engine artifact so later starts need no network.",
     )
-    fetch.set_defaults(func=_cmd_engines_fetch)
 
-    demo = commands.add_parser(
+    demo = command(
+        commands,
         "demo",
+        _cmd_demo,
         help="image search end to end on embedded defaults, with a web page",
         description="Build the data set (emoji by default), train or load its demo checkpoint, start OpenSearch and "
         "Redis, ingest the images through Celery workers, print recall on the held-out ones, and serve the search page "
@@ -212,15 +213,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--serve-seconds", type=float, default=None, help="stop the page after this long (0: no page; default: Ctrl-C)"
     )
-    demo.set_defaults(func=_cmd_demo)
-
-    smoke = commands.add_parser(
-        "smoke",
-        help="engine smoke check: index 20 vectors, print every score beside the exact dot product",
-        description="Start OpenSearch and Anserini, index the smoke corpus, query it, print every score beside the "
-        "exact integer dot product.",
-    )
-    smoke.set_defaults(func=_cmd_smoke)
 
     data = commands.add_parser("data", help="generate data sets", description="Generate data sets.")
     data_cmds = data.add_subparsers(dest="data_command", metavar="DATASET", required=True)
@@ -236,8 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--seed", type=int, default=0)
     shapes.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     shapes.set_defaults(func=_cmd_data_shapes)
-    emoji = data_cmds.add_parser(
+    emoji = command(
+        data_cmds,
         "emoji",
+        _cmd_data_emoji,
         help="emoji renders with captions from OpenMoji (Karpathy JSON + PNGs)",
         description="Fluent Emoji 3D renders (MIT) with captions from OpenMoji's names and tags (CC-BY-SA 4.0), "
         "split by base emoji so skin-tone variants stay together; fetches both npm packages when missing.",
@@ -245,18 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
     emoji.add_argument("--out", required=True, help="folder to write images/ and dataset_emoji.json into")
     emoji.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     emoji.add_argument("--seed", type=int, default=0, help="seed of the split and the keyword captions")
-    emoji.set_defaults(func=_cmd_data_emoji)
-    data_fetch = data_cmds.add_parser(
+    command(
+        data_cmds,
         "fetch",
+        _cmd_data_fetch,
         help="fetch the emoji set's npm packages into the cache (npm pack, checked)",
         description="Fetch the pinned npm packages of `lexlip data emoji` with `npm pack` and check their integrity.",
     )
-    data_fetch.set_defaults(func=_cmd_data_fetch)
     add_commands(commands, data_cmds)
     add_ingest_commands(commands)
 
-    train = commands.add_parser(
+    train = command(
+        commands,
         "train",
+        _cmd_train,
         help="train LexLIP: phase1, phase2 or finetune",
         description="Train a LexLIP model; resumes from OUT/last when it exists.",
     )
@@ -282,10 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a timm folder (config.json, model.safetensors, as save_for_hf writes) or a source such as "
         "efficientnet:lite0 starting the vision tower; checked against --model's sizes",
     )
-    train.set_defaults(func=_cmd_train)
 
-    evaluate = commands.add_parser(
+    evaluate = command(
+        commands,
         "eval",
+        _cmd_eval,
         help="retrieval recall of a checkpoint",
         description="R@1/5/10 both ways from quantized vectors (ties count against).",
     )
@@ -295,10 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--top-k-image", type=int, help="keep only the K largest image weights")
     evaluate.add_argument("--top-k-text", type=int, help="keep only the K largest caption weights")
     evaluate.add_argument("--max-images", type=int)
-    evaluate.set_defaults(func=_cmd_eval)
 
-    version = commands.add_parser("version", help="print the version", description="Print the version.")
-    version.set_defaults(func=_cmd_version)
+    command(commands, "version", _cmd_version, help="print the version", description="Print the version.")
     return parser
 
 

@@ -13,7 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from lexlip_es.hits import HitView
+from lexlip_app.hits import HitView
+from lexlip_es.backends.base import Contribution
 
 CSP = (
     "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; form-action 'self'; "
@@ -55,23 +56,42 @@ def url_id(doc_id: str) -> str:
     return quote(doc_id, safe="")
 
 
-def page(title: str, body: str, query: str = "", *, upload: bool = False) -> str:
-    """The whole document: header, the text search box (holding `query`), the image upload form when the page can
-    encode images, then `body`."""
+def page(title: str, body: str, query: str = "", *, upload: bool = False, mode: str = "lexicon") -> str:
+    """The whole document: header, the text search box (holding `query`, with the search `mode` chosen), the image
+    upload form when the page can encode images, then `body`."""
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{text(title)}</title><style>{STYLE}</style></head><body>"
         '<header><a href="/">lexlip-es</a> &middot; image search by learned sparse lexicons</header><main>'
-        f"{search_form(query)}{upload_form() if upload else ''}{body}</main></body></html>"
+        f"{search_form(query, mode)}{upload_form() if upload else ''}{body}</main></body></html>"
     )
 
 
-def search_form(query: str = "") -> str:
+MODES = {
+    "lexicon": "lexicon",
+    "hybrid": "lexicon + words (hybrid)",
+    "words": "words only (BM25)",
+}
+"""The page's text search modes: the learned lexicon alone, the lexicon plus a BM25 match of the query's words over
+the documents' captions, or BM25 alone (for comparison)."""
+
+
+def search_form(query: str = "", mode: str = "lexicon") -> str:
+    options = "".join(
+        f'<option value="{key}"{" selected" if key == mode else ""}>{text(label)}</option>'
+        for key, label in MODES.items()
+    )
     return (
         '<form method=get action="/" role=search>'
         f'<input type=text name=q id=q value="{text(query)}" placeholder="a red circle at the top" autofocus>'
+        f'<select name=mode id=mode aria-label="search mode">{options}</select>'
         "<button type=submit id=go>Search</button></form>"
     )
+
+
+def query_link(query: str, mode: str = "lexicon") -> str:
+    link = "/?q=" + quote(query, safe="")
+    return link if mode == "lexicon" else f"{link}&mode={quote(mode, safe='')}"
 
 
 UPLOAD_ACTION = "/search/image"
@@ -88,10 +108,6 @@ def upload_form() -> str:
     )
 
 
-def query_link(query: str) -> str:
-    return "/?q=" + quote(query, safe="")
-
-
 def examples(queries: Sequence[str]) -> str:
     """Example queries as links to their result pages (nothing when there are none)."""
     if not queries:
@@ -104,9 +120,18 @@ def error(message: str) -> str:
     return f"<div class=error role=alert id=error>{text(message)}</div>"
 
 
+def _token_cell(c: Contribution) -> str:
+    if c.part == "lexicon":
+        return f"<td class=tok>{text(c.token)}</td>"
+    field = text(c.part)
+    return f'<td class="tok word" title="a word of the query in {field} (BM25)">{text(c.token)} &middot; {field}</td>'
+
+
 def tokens_table(view: HitView, limit: int = 8) -> str:
+    """The hit's score, token by token: lexicon tokens as query weight x document weight, and in a hybrid search
+    the query's words matched in a text field as the BM25 clause's boost x the word's BM25 score."""
     rows = "".join(
-        f"<tr class=token><td class=tok>{text(c.token)}</td>"
+        f"<tr class=token>{_token_cell(c)}"
         f"<td class=num>{c.query_weight:g} &times; {c.engine_weight:g}</td>"
         f"<td class=num>{c.score:g}</td></tr>"
         for c in view.contributions[:limit]

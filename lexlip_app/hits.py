@@ -54,10 +54,15 @@ def hit_views(search: Explains, hits: Sequence[SearchHit]) -> list[HitView]:
     return views
 
 
+def label(c: Contribution) -> str:
+    """A lexicon token as itself; a word BM25 matched in a hybrid search as `word@field`."""
+    return c.token if c.part == "lexicon" else f"{c.token}@{c.part}"
+
+
 def table(views: Sequence[HitView], tokens: int = 5) -> list[str]:
     """The terminal table `lexlip search` prints."""
-    lines = [f"{'rank':>4}  {'score':>10}  {'id':24}  top tokens (query x document = contribution)"]
+    lines = [f"{'rank':>4}  {'score':>10}  {'id':24}  top tokens (query x document = contribution; word@field: BM25)"]
     for v in views:
-        shown = ", ".join(f"{c.token} {c.score:g}" for c in v.contributions[:tokens])
+        shown = ", ".join(f"{label(c)} {c.score:g}" for c in v.contributions[:tokens])
         lines.append(f"{v.rank:>4}  {v.score:>10.1f}  {v.id[:24]:24}  {shown}")
     return lines

@@ -2,7 +2,8 @@
 image's lexicon cloud. The browser only ever talks to this server; the server talks to the engine.
 
     GET /                the search box, the upload form and the example queries (links to /?q=...)
-    GET /?q=TEXT         images for a text, each with the tokens that matched and their contributions
+    GET /?q=TEXT         images for a text, each with the tokens that matched and their contributions;
+                         &mode=hybrid adds a BM25 match of its words over the captions, &mode=words is BM25 alone
     GET /?image=ID       captioned images for the image ID's lexicon (image to caption), with its lexicon cloud
     POST /search/image   an uploaded image (multipart field `image`): decoded like ingest decodes (same decoder,
                          byte limit and pixel limit), encoded, then its lexicon against the image lexicons (similar
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,15 +32,16 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from lexlip_app.hits import HitView, hit_views
+from lexlip_app.web import render
 from lexlip_es.clients import error_detail, error_status, is_client_error, translate
 from lexlip_es.encoders.images import DEFAULT_MAX_PIXELS, ImageDecodeError, load_image
 from lexlip_es.errors import EmptyQueryError, EngineError, LexlipError, MappingError, QueryError
 from lexlip_es.features import stored_lexicon
-from lexlip_es.hits import HitView, hit_views
+from lexlip_es.hybrid import Hybrid
 from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD
 from lexlip_es.search import LexSearch
 from lexlip_es.settings import Settings
-from lexlip_es.web import render
 
 if TYPE_CHECKING:
     import uvicorn
@@ -107,6 +110,8 @@ def create_app(
     image_encoder: Any = None,
     max_image_bytes: int | None = None,
     allowed_hosts: Sequence[str] = LOOPBACK_NAMES,
+    hybrid: Hybrid | None = None,
+    mode: str = "lexicon",
 ) -> FastAPI:
     """The page for one LexLIP index. `search` needs a text encoder; images are served only from under
     `image_root` (resolved, so `..` and symbolic links cannot leave it). `examples` are queries the empty page
@@ -114,8 +119,13 @@ def create_app(
     has no upload form) and refused over `max_image_bytes` (default: LEXLIP_MAX_IMAGE_BYTES, ingest's limit) or over
     the encoder's `max_pixels` (ingest's pixel limit). Requests whose Host header names none of `allowed_hosts`
     (loopback names by default) are refused with 400, so a page on another site cannot read this one through DNS
-    rebinding."""
+    rebinding. Text searches run in `mode` unless the request names another: "lexicon", "hybrid" (`hybrid`, default
+    `Hybrid()`: the lexicon plus BM25 over the captions) or "words" (BM25 alone, for comparison)."""
     root = Path(image_root).resolve()
+    modes = search_modes(hybrid or Hybrid())
+    if mode not in modes:
+        raise QueryError(f"mode must be one of {', '.join(modes)}, got {mode!r}")
+    default_mode = mode
     examples = tuple(examples)
     encoder = image_encoder if image_encoder is not None else search.image_encoder
     max_bytes = Settings.from_env().max_image_bytes if max_image_bytes is None else max_image_bytes
@@ -154,19 +164,31 @@ def create_app(
             raise NotFound(f"no image {doc_id!r} in {search.index!r}")
         return dict(response.get("_source") or {})
 
-    def html_page(body: str, query: str = "", status: int = 200) -> HTMLResponse:
-        return HTMLResponse(render.page(title, body, query, upload=encoder is not None), status_code=status)
+    def html_page(body: str, query: str = "", status: int = 200, mode: str = default_mode) -> HTMLResponse:
+        page = render.page(title, body, query, upload=encoder is not None, mode=mode)
+        return HTMLResponse(page, status_code=status)
 
-    def text_search(q: str) -> list[HitView]:
-        return hit_views(search, search.search_text(q, k=k))
+    def chosen_mode(mode: str | None) -> str:
+        if mode is None or mode == "":
+            return default_mode
+        if mode not in modes:
+            raise QueryError(f"the search mode must be one of {', '.join(modes)}, got {mode[:40]!r}")
+        return mode
+
+    def text_search(q: str, mode: str) -> list[HitView]:
+        return hit_views(search, search.search_text(q, k=k, hybrid=modes[mode]))
 
     def image_path(source: Mapping[str, Any]) -> Path:
         path = Path(str(source.get("image") or ""))
         return (path if path.is_absolute() else root / path).resolve()
 
     @app.get("/", response_class=HTMLResponse)
-    def home(q: str | None = Query(None), image: str | None = Query(None)) -> HTMLResponse:
+    def home(
+        q: str | None = Query(None), image: str | None = Query(None), mode: str | None = Query(None)
+    ) -> HTMLResponse:
+        shown = mode if mode in modes else default_mode
         try:
+            chosen = chosen_mode(mode)
             if image is not None:
                 if not image.strip():
                     raise QueryError("give the id of an image to search by")
@@ -185,10 +207,11 @@ def create_app(
                     f"<p class=meta>Type what you are looking for{upload}; click an image to search by it.</p>"
                     + render.examples(examples)
                 )
-            return html_page(render.results(text_search(q), f"Images for {q!r}"), q)
+            heading = f"Images for {q!r}" + ("" if chosen == "lexicon" else f" ({render.MODES[chosen]})")
+            return html_page(render.results(text_search(q, chosen), heading), q, mode=chosen)
         except (NotFound, LexlipError) as exc:
             message, status = failure(exc)
-            return html_page(render.error(message), q or "", status)
+            return html_page(render.error(message), q or "", status, shown)
 
     async def read_upload(request: Request) -> tuple[str, bytes]:
         """The uploaded file's name and bytes. The body is read to its end whatever happens (a browser shown a
@@ -303,9 +326,9 @@ def create_app(
         return FileResponse(path)
 
     @app.get("/api/search")
-    def api_search(q: str = Query(...)) -> JSONResponse:
+    def api_search(q: str = Query(...), mode: str | None = Query(None)) -> JSONResponse:
         try:
-            views = text_search(q)
+            views = text_search(q, chosen_mode(mode))
         except LexlipError as exc:
             message, status = failure(exc)
             return JSONResponse({"error": message}, status_code=status)
@@ -318,7 +341,7 @@ def create_app(
                         "id": v.id,
                         "score": v.score,
                         "captions": v.captions,
-                        "tokens": [{"token": c.token, "score": c.score} for c in v.contributions],
+                        "tokens": [{"token": c.token, "part": c.part, "score": c.score} for c in v.contributions],
                     }
                     for v in views
                 ],
@@ -330,6 +353,13 @@ def create_app(
         return {"status": "ok", "index": search.index}
 
     return app
+
+
+def search_modes(hybrid: Hybrid) -> dict[str, Hybrid]:
+    """The page's text search modes as `search_text`'s `hybrid=`: the lexicon alone, `hybrid`, and its BM25 part
+    alone."""
+    words = replace(hybrid, weight=hybrid.weight or 1.0, lexicon_weight=0.0)
+    return {"lexicon": Hybrid(weight=0.0, fields=hybrid.fields), "hybrid": hybrid, "words": words}
 
 
 def page_hosts(settings: Settings) -> tuple[str, ...]:

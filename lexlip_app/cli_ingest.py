@@ -9,6 +9,7 @@ import sys
 import uuid
 from typing import Any
 
+from lexlip_app.parsers import command
 from lexlip_es.errors import LexlipError
 from lexlip_es.mapping import FIELD_TYPES
 from lexlip_es.settings import Settings
@@ -107,8 +108,10 @@ def _cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    ingest = commands.add_parser(
+    ingest = command(
+        commands,
         "ingest",
+        _cmd_ingest,
         help="encode and index a manifest through Celery workers",
         description="Stream a JSONL or CSV manifest, or a folder of images, to the workers in batches; show "
         "progress; end with a tally (exit 1 when anything failed). Running it again skips what is indexed.",
@@ -136,10 +139,11 @@ def add_commands(commands: Any) -> None:
     ingest.add_argument("--timeout", type=float, help="give up after this many seconds")
     ingest.add_argument("--show-failures", type=int, default=20)
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
-    ingest.set_defaults(func=_cmd_ingest)
 
-    worker = commands.add_parser(
+    worker = command(
+        commands,
         "worker",
+        _cmd_worker,
         help="run a Celery ingest worker",
         description="`celery -A ingest.app worker` with prefork children. SIGTERM finishes the running batch; a "
         "killed worker's batch goes back to the queue (late acks).",
@@ -149,13 +153,13 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--threads", type=int, help="torch CPU threads per process")
     worker.add_argument("--loglevel", default="info")
     worker.add_argument("--name", help="Celery hostname (default lexlip-<random>@<host>)")
-    worker.set_defaults(func=_cmd_worker)
 
-    dead = commands.add_parser(
+    dead = command(
+        commands,
         "dead-letters",
+        _cmd_dead_letters,
         help="list items that could not be ingested",
         description="Items that failed with their reasons, from the Redis dead-letter store.",
     )
     dead.add_argument("index")
     dead.add_argument("--json", action="store_true")
-    dead.set_defaults(func=_cmd_dead_letters)
