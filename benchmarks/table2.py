@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -353,7 +354,8 @@ def main() -> None:
     if args.encode_only:
         print(f"encodings cached in {cache}")
         return
-    rows = run_systems(args, settings, pairs, ids, relevant, texts, docs, queries, model_id, dense_docs, dense_queries)
+    systems = Systems(args, settings, pairs, ids, relevant, texts, docs, queries, model_id, dense_docs, dense_queries)
+    rows = systems.run()
     write_results(args, rows, model_id, lexicon_shape(docs, queries))
 
 
@@ -379,172 +381,202 @@ def lexicon_shape(docs: Vectors, queries: Vectors) -> dict[str, float]:
     }
 
 
-def run_systems(
-    args: argparse.Namespace,
-    settings: Settings,
-    pairs: list[Any],
-    ids: list[str],
-    relevant: list[set[str]],
-    texts: list[str],
-    docs: Vectors,
-    queries: Vectors,
-    model_id: str,
-    dense_docs: Any,
-    dense_queries: Any,
-) -> list[dict[str, Any]]:
-    import faiss
-    from opensearchpy import OpenSearch
+@dataclass
+class Systems:
+    """Every system of the table over one corpus: each family of rows is one method, in the order they run."""
 
-    from lexlip_es.backends.anserini import AnseriniBackend
-    from lexlip_es.backends.engine import FastMode
-    from lexlip_es.backends.exact import ExactBackend
-    from lexlip_es.local.anserini import Anserini
-    from lexlip_es.local.opensearch import start_opensearch
-    from lexlip_es.search import LexSearch
+    args: argparse.Namespace
+    settings: Settings
+    pairs: list[Any]
+    ids: list[str]
+    relevant: list[set[str]]
+    texts: list[str]
+    docs: Vectors
+    queries: Vectors
+    model_id: str
+    dense_docs: Any
+    dense_queries: Any
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
-    n, nq, rows = len(ids), len(queries), []
-    clock = time.monotonic()
-    exact = ExactBackend(zip(ids, docs, strict=True))
-    exact_figures = measure(lambda q: [h.id for h in exact.search_many([queries[q]], K)[0]], nq, clients=1)
-    exact_results = ExactTop(exact_figures["results"], queries, dict(zip(ids, docs, strict=True)))
-    rows.append(row("LexLIP exact scorer (scipy)", exact_figures, None, n, relevant, exact_results))
-    step("exact scorer", clock)
+    def __post_init__(self) -> None:
+        self.n, self.nq = len(self.ids), len(self.queries)
 
-    faiss.omp_set_num_threads(1)
-    for name, index in [("dense flat (Faiss)", faiss.IndexFlatIP(dense_docs.shape[1])), ("dense HNSW (Faiss)", None)]:
+    def add(self, name: str, figures: dict[str, Any], size: int | None, exact: ExactTop | None) -> None:
+        self.rows.append(row(name, figures, size, self.n, self.relevant, exact))
+
+    def run(self) -> list[dict[str, Any]]:
+        from lexlip_es.local.opensearch import start_opensearch
+
+        exact = self.exact_scorer()
+        self.dense_faiss()
+        if self.args.wide_dims:
+            self.wide_flat()
+        self.anserini(exact)
+        engine = start_opensearch(self.settings, heap_mb=self.args.heap_mb)
+        try:
+            from opensearchpy import OpenSearch
+
+            client = OpenSearch(engine.url, timeout=600)
+            self.opensearch_rank_features(client, exact)
+            self.opensearch_impact(client, exact)
+            self.bm25(client)
+            for top_k in (int(x) for x in self.args.sparsify.split(",") if x):
+                self.sparsified(client, top_k, exact)
+        finally:
+            engine.stop()
+        return self.rows
+
+    def exact_scorer(self) -> ExactTop:
+        """The scipy exact scorer: the reference top 10 every LexLIP row is compared with."""
+        from lexlip_es.backends.exact import ExactBackend
+
         clock = time.monotonic()
-        if index is None:
-            index = faiss.IndexHNSWFlat(dense_docs.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = 200
-        index.add(dense_docs)
-        if name.startswith("dense HNSW"):
-            index.hnsw.efSearch = 128
-        size = len(faiss.serialize_index(index))
-        figures = measure(lambda q, index=index: [ids[i] for i in index.search(dense_queries[q : q + 1], K)[1][0]], nq)
-        rows.append(row(name, figures, size, n, relevant, None))
-        step(name, clock)
-    if args.wide_dims:
-        clock = time.monotonic()
+        scorer = ExactBackend(zip(self.ids, self.docs, strict=True))
+        figures = measure(lambda q: [h.id for h in scorer.search_many([self.queries[q]], K)[0]], self.nq, clients=1)
+        exact = ExactTop(figures["results"], self.queries, dict(zip(self.ids, self.docs, strict=True)))
+        self.add("LexLIP exact scorer (scipy)", figures, None, exact)
+        step("exact scorer", clock)
+        return exact
+
+    def dense_faiss(self) -> None:
+        """The dense twin through Faiss, flat and HNSW, one thread."""
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        dims = self.dense_docs.shape[1]
+        for name, index in [("dense flat (Faiss)", faiss.IndexFlatIP(dims)), ("dense HNSW (Faiss)", None)]:
+            clock = time.monotonic()
+            if index is None:
+                index = faiss.IndexHNSWFlat(dims, 32, faiss.METRIC_INNER_PRODUCT)
+                index.hnsw.efConstruction = 200
+            index.add(self.dense_docs)
+            if name.startswith("dense HNSW"):
+                index.hnsw.efSearch = 128
+            size = len(faiss.serialize_index(index))
+            figures = measure(lambda q, index=index: self.nearest(index, q), self.nq)
+            self.add(name, figures, size, None)
+            step(name, clock)
+
+    def nearest(self, index: Any, q: int) -> list[str]:
+        return [self.ids[j] for j in index.search(self.dense_queries[q : q + 1], K)[1][0]]
+
+    def wide_flat(self) -> None:
+        """A flat scan at CLIP's width over random vectors: the speed a 512-d dense index would have."""
+        import faiss
+
+        clock, n, dims = time.monotonic(), self.n, self.args.wide_dims
         rng = np.random.default_rng(0)
-        index = faiss.IndexFlatIP(args.wide_dims)
+        index = faiss.IndexFlatIP(dims)
         for start in range(0, n, 100_000):
-            index.add(rng.standard_normal((min(100_000, n - start), args.wide_dims), dtype=np.float32))
-        wide_q = rng.standard_normal((nq, args.wide_dims), dtype=np.float32)
-        figures = measure(lambda q, index=index: [str(i) for i in index.search(wide_q[q : q + 1], K)[1][0]], nq)
+            index.add(rng.standard_normal((min(100_000, n - start), dims), dtype=np.float32))
+        wide_q = rng.standard_normal((self.nq, dims), dtype=np.float32)
+        figures = measure(lambda q: [str(i) for i in index.search(wide_q[q : q + 1], K)[1][0]], self.nq)
         figures.pop("results")
-        name = f"dense flat (Faiss), {args.wide_dims}-d random vectors: speed only"
-        size = index.ntotal * args.wide_dims * 4
-        rows.append({"system": name, **figures, "index_bytes": size, "bytes_per_image": size / n, **NO_QUALITY})
-        del index
+        name = f"dense flat (Faiss), {dims}-d random vectors: speed only"
+        size = index.ntotal * dims * 4
+        self.rows.append({"system": name, **figures, "index_bytes": size, "bytes_per_image": size / n, **NO_QUALITY})
         step(name, clock)
 
-    clock = time.monotonic()
-    anserini_dir = args.out / f"anserini-{n}"
-    shutil.rmtree(anserini_dir, ignore_errors=True)
-    AnseriniBackend(anserini_dir, settings).index(((i, v) for i, v in zip(ids, docs, strict=True) if v), threads=2)
-    seconds: dict[str, float] = {}
-    found = Anserini(settings).search(anserini_dir, [(str(q), v) for q, v in enumerate(queries)], K, seconds)
-    anserini_results = [[d for d, _ in found[str(q)]] for q in range(nq)]
-    rows.append(
-        row(
-            "LexLIP Anserini impact",
-            {"results": anserini_results, **latency_figures(list(seconds.values())), "qps_4_clients": None},
-            directory_bytes(anserini_dir),
-            n,
-            relevant,
-            exact_results,
-        )
-    )
-    FILES["Anserini"] = directory_files(anserini_dir)
-    step("Anserini (index + search)", clock)
+    def anserini(self, exact: ExactTop) -> None:
+        """Anserini's impact index: the exact reference on the Lucene side."""
+        from lexlip_es.backends.anserini import AnseriniBackend
+        from lexlip_es.local.anserini import Anserini
 
-    engine = start_opensearch(settings, heap_mb=args.heap_mb)
-    try:
-        client = OpenSearch(engine.url, timeout=600)
         clock = time.monotonic()
-        size = opensearch_index(client, "t2-lexlip", docs, ids, model_id)
+        folder = self.args.out / f"anserini-{self.n}"
+        shutil.rmtree(folder, ignore_errors=True)
+        vectors = ((i, v) for i, v in zip(self.ids, self.docs, strict=True) if v)
+        AnseriniBackend(folder, self.settings).index(vectors, threads=2)
+        seconds: dict[str, float] = {}
+        found = Anserini(self.settings).search(folder, [(str(q), v) for q, v in enumerate(self.queries)], K, seconds)
+        results = [[d for d, _ in found[str(q)]] for q in range(self.nq)]
+        figures = {"results": results, **latency_figures(list(seconds.values())), "qps_4_clients": None}
+        self.add("LexLIP Anserini impact", figures, directory_bytes(folder), exact)
+        FILES["Anserini"] = directory_files(folder)
+        step("Anserini (index + search)", clock)
+
+    def searched(self, search: Any) -> dict[str, Any]:
+        return measure(lambda q: [h.id for h in search.search_vector(self.queries[q], K)], self.nq)
+
+    def opensearch_rank_features(self, client: Any, exact: ExactTop) -> None:
+        """`rank_features` through LexSearch: exact mode and each fast mode asked for."""
+        from lexlip_es.backends.engine import FastMode
+        from lexlip_es.search import LexSearch
+
+        clock = time.monotonic()
+        size = opensearch_index(client, "t2-lexlip", self.docs, self.ids, self.model_id)
         FILES["OpenSearch exact"] = lucene_files(client, "t2-lexlip")
         step("OpenSearch index + force-merge", clock)
         clock = time.monotonic()
-        exact_mode = LexSearch(client, "t2-lexlip", source=False)
-        figures = measure(lambda q: [h.id for h in exact_mode.search_vector(queries[q], K)], nq)
-        rows.append(row("LexLIP OpenSearch exact", figures, size, n, relevant, exact_results))
+        self.add("LexLIP OpenSearch exact", self.searched(LexSearch(client, "t2-lexlip", source=False)), size, exact)
         step("OpenSearch exact mode", clock)
-        for pair in args.fast.split(","):
+        for pair in self.args.fast.split(","):
             terms, window = (int(x) for x in pair.split(":"))
             clock = time.monotonic()
             fast = LexSearch(client, "t2-lexlip", source=False, fast=FastMode(terms, window))
-            figures = measure(lambda q, fast=fast: [h.id for h in fast.search_vector(queries[q], K)], nq)
-            rows.append(row(f"LexLIP OpenSearch fast {terms}:{window}", figures, size, n, relevant, exact_results))
+            self.add(f"LexLIP OpenSearch fast {terms}:{window}", self.searched(fast), size, exact)
             step(f"OpenSearch fast {terms}:{window}", clock)
 
+    def opensearch_impact(self, client: Any, exact: ExactTop) -> None:
+        """OpenSearch's `impact` field: exact integers, postings as small as Anserini's."""
+        from lexlip_es.backends.engine import FastMode
+        from lexlip_es.search import LexSearch
+
         clock = time.monotonic()
-        size = opensearch_index(client, "t2-impact", docs, ids, model_id, field_type="impact")
+        size = opensearch_index(client, "t2-impact", self.docs, self.ids, self.model_id, field_type="impact")
         FILES["OpenSearch impact"] = lucene_files(client, "t2-impact")
         step("OpenSearch impact index + force-merge", clock)
         for name, mode in [("exact", None), ("fast 16:1000", FastMode(16, 1000))]:
             clock = time.monotonic()
             impact = LexSearch(client, "t2-impact", source=False, fast=mode)
-            figures = measure(lambda q, impact=impact: [h.id for h in impact.search_vector(queries[q], K)], nq)
-            rows.append(row(f"LexLIP OpenSearch impact field, {name}", figures, size, n, relevant, exact_results))
+            self.add(f"LexLIP OpenSearch impact field, {name}", self.searched(impact), size, exact)
             step(f"OpenSearch impact {name}", clock)
         client.indices.delete(index="t2-impact")
 
-        clock = time.monotonic()
-        captions_index = "t2-bm25"
-        if client.indices.exists(index=captions_index):
-            client.indices.delete(index=captions_index)
-        client.indices.create(
-            index=captions_index,
-            body={
-                "settings": {"number_of_replicas": 0, "refresh_interval": "-1"},
-                "mappings": {"_source": {"enabled": False}, "properties": {"caption": {"type": "text"}}},
-            },
-        )
+    def bm25(self, client: Any) -> None:
+        """BM25 over each image's other captions (the query caption itself would make BM25 trivially exact)."""
         from opensearchpy import helpers
 
-        # Each image's other captions (the query caption itself would make BM25 trivially exact).
-        helpers.bulk(
-            client,
-            (
-                {"_index": captions_index, "_id": i, "caption": " ".join(p.captions[1:])}
-                for i, p in zip(ids, pairs, strict=True)
-            ),
-            chunk_size=5000,
-            request_timeout=600,
+        clock, index = time.monotonic(), "t2-bm25"
+        if client.indices.exists(index=index):
+            client.indices.delete(index=index)
+        mappings = {"_source": {"enabled": False}, "properties": {"caption": {"type": "text"}}}
+        settings = {"number_of_replicas": 0, "refresh_interval": "-1"}
+        client.indices.create(index=index, body={"settings": settings, "mappings": mappings})
+        captions = (
+            {"_index": index, "_id": i, "caption": " ".join(p.captions[1:])}
+            for i, p in zip(self.ids, self.pairs, strict=True)
         )
-        size = force_merge(client, captions_index)
-        figures = measure(
-            lambda q: [
-                h["_id"]
-                for h in client.search(
-                    index=captions_index,
-                    body={
-                        "size": K,
-                        "query": {"match": {"caption": texts[q]}},
-                        "track_total_hits": False,
-                        "_source": False,
-                    },
-                )["hits"]["hits"]
-            ],
-            nq,
-        )
-        rows.append(row("BM25 over captions (OpenSearch)", figures, size, n, relevant, None))
+        helpers.bulk(client, captions, chunk_size=5000, request_timeout=600)
+        size = force_merge(client, index)
+
+        def search(q: int) -> list[str]:
+            body = {
+                "size": K,
+                "query": {"match": {"caption": self.texts[q]}},
+                "track_total_hits": False,
+                "_source": False,
+            }
+            return [h["_id"] for h in client.search(index=index, body=body)["hits"]["hits"]]
+
+        self.add("BM25 over captions (OpenSearch)", measure(search, self.nq), size, None)
         step("BM25", clock)
 
-        for top_k in (int(x) for x in args.sparsify.split(",") if x):
-            clock = time.monotonic()
-            cut = [dict(sorted(v.items(), key=lambda t: (-t[1], t[0]))[:top_k]) for v in docs]
-            name = f"t2-lexlip-top{top_k}"
-            size = opensearch_index(client, name, cut, ids, model_id)
-            search = LexSearch(client, name, source=False)
-            figures = measure(lambda q, search=search: [h.id for h in search.search_vector(queries[q], K)], nq)
-            rows.append(row(f"LexLIP OpenSearch, documents top-{top_k}", figures, size, n, relevant, exact_results))
-            client.indices.delete(index=name)
-            step(f"sparsify top-{top_k}", clock)
-    finally:
-        engine.stop()
-    return rows
+    def sparsified(self, client: Any, top_k: int, exact: ExactTop) -> None:
+        """Documents cut to their `top_k` heaviest terms at index time."""
+        from lexlip_es.search import LexSearch
+
+        clock, name = time.monotonic(), f"t2-lexlip-top{top_k}"
+        cut = [dict(sorted(v.items(), key=lambda t: (-t[1], t[0]))[:top_k]) for v in self.docs]
+        size = opensearch_index(client, name, cut, self.ids, self.model_id)
+        self.add(
+            f"LexLIP OpenSearch, documents top-{top_k}",
+            self.searched(LexSearch(client, name, source=False)),
+            size,
+            exact,
+        )
+        client.indices.delete(index=name)
+        step(f"sparsify top-{top_k}", clock)
 
 
 def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id: str, shape: dict[str, float]) -> None:

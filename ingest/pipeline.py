@@ -18,15 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
 from ingest.broker import Delivery
 from ingest.items import Item, image_bytes
 from lexlip_es.bulk import BulkWriter, LexiconDocument
+from lexlip_es.documents import DocumentEncoder, encode_documents
 from lexlip_es.encoders.images import ImageDecodeError, fit, load_image
 from lexlip_es.errors import LexlipError
 from lexlip_es.mapping import LexiconLayout
-from lexlip_es.sparse import SparseVector, Vocabulary
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -37,20 +35,14 @@ MAX_DELIVERIES = 10
 """A batch delivered this many times without finishing fails what is left of it."""
 
 
-class BatchEncoder(Protocol):
-    """What a batch needs of an encoder (LexLIPEncoder has it)."""
+class BatchEncoder(DocumentEncoder, Protocol):
+    """What a batch needs of an encoder (LexLIPEncoder has it): the document encoder's methods, its image size and
+    pixel limit for decoding."""
 
     max_pixels: int
 
     @property
     def image_size(self) -> int: ...
-
-    @property
-    def vocab(self) -> Vocabulary: ...
-
-    def encode_images(self, images: Sequence[Any], *, scale: float, top_k: int | None) -> list[SparseVector]: ...
-
-    def encode_texts(self, texts: Sequence[str], *, scale: float, top_k: int | None) -> list[SparseVector]: ...
 
 
 class ProgressRecord(Protocol):
@@ -83,19 +75,6 @@ class BatchResult:
 class Loaded:
     item: Item
     image: PILImage.Image
-
-
-def merge_max(vectors: Sequence[SparseVector]) -> SparseVector:
-    """Element-wise maximum: a document's caption lexicon from its captions' lexicons."""
-    vectors = [v for v in vectors if v.nnz]
-    if not vectors:
-        return SparseVector.empty()
-    indices = np.concatenate([v.indices for v in vectors])
-    values = np.concatenate([v.values for v in vectors])
-    order = np.lexsort((-values, indices))
-    indices, values = indices[order], values[order]
-    first = np.concatenate([[True], indices[1:] != indices[:-1]])
-    return SparseVector(indices[first], values[first])
 
 
 def died_on(delivery: Delivery, stage: str, position: int) -> str | None:
@@ -203,26 +182,13 @@ def encode_stage(
 
 
 def _encode(loaded: Sequence[Loaded], encoder: BatchEncoder, layout: LexiconLayout) -> list[LexiconDocument]:
-    image_vectors = encoder.encode_images([e.image for e in loaded], scale=layout.scale, top_k=layout.top_k_image)
-    captions = [c for e in loaded for c in e.item.captions]
-    caption_vectors = iter(encoder.encode_texts(captions, scale=layout.scale, top_k=layout.top_k_text))
-    vocab = encoder.vocab
-    documents = []
-    for entry, image_vector in zip(loaded, image_vectors, strict=True):
-        item = entry.item
-        merged = merge_max([next(caption_vectors) for _ in item.captions])
-        metadata = {**item.metadata, "captions": list(item.captions), "image": item.image or "(inline)"}
-        if item.row:
-            metadata["lexlip_row"] = item.row
-        documents.append(
-            LexiconDocument(
-                item.id,
-                image=image_vector.to_features(vocab, escape=False),
-                captions=merged.to_features(vocab, escape=False),
-                metadata=metadata,
-            )
-        )
-    return documents
+    items = [e.item for e in loaded]
+    metadata = [
+        {**item.metadata, "image": item.image or "(inline)", **({"lexlip_row": item.row} if item.row else {})}
+        for item in items
+    ]
+    ids, captions = [item.id for item in items], [item.captions for item in items]
+    return encode_documents(encoder, layout, ids, [e.image for e in loaded], captions, metadata)
 
 
 def write_stage(

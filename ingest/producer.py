@@ -28,7 +28,7 @@ from ingest.app import INGEST_QUEUE
 from ingest.deadletter import DeadLetter, DeadLetters, row_key
 from ingest.manifest import read_manifest
 from ingest.rows import ROW_FIELD, CheckedRow, RowChecker, RowLimits
-from lexlip_es.clients import engine_errors, flavor_of
+from lexlip_es.clients import engine_errors, mget_request
 from lexlip_es.encoders.base import checkpoint_model_id
 from lexlip_es.errors import EngineUnavailableError, IndexNotFoundError, LexlipError, MappingError
 from lexlip_es.indices import create_index, read_layout
@@ -142,12 +142,8 @@ def patiently(call: Callable[[], Any], what: str, index: str, wait_s: float = 12
 
 def indexed_rows(client: Any, index: str, ids: list[str], model_id: str) -> dict[str, str | None]:
     """For each id with a document by `model_id`: the row fingerprint it was made from (None for older documents)."""
-    fields = [MODEL_FIELD, ROW_FIELD]
-    if flavor_of(client) == "opensearch":
-        call = lambda: client.mget(index=index, body={"ids": ids}, _source_includes=fields)  # noqa: E731
-    else:
-        call = lambda: client.mget(index=index, ids=ids, source_includes=fields)  # noqa: E731
-    response = patiently(call, f"looking up ids in {index!r}", index)
+    request = mget_request(client, index, ids, [MODEL_FIELD, ROW_FIELD])
+    response = patiently(lambda: client.mget(**request), f"looking up ids in {index!r}", index)
     found: dict[str, str | None] = {}
     for doc in response["docs"]:
         source = doc.get("_source") or {}

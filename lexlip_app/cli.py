@@ -56,7 +56,7 @@ def _cmd_engines_fetch(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from lexlip_app.demo import DemoOptions, run_demo
 
-    options = DemoOptions(data=args.data, workers=args.workers, serve_seconds=args.serve_seconds)
+    options = DemoOptions(data=args.data, workers=args.workers, serve_seconds=args.serve_seconds, engine=args.engine)
     return run_demo(settings, options)
 
 
@@ -199,9 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         _cmd_demo,
         help="image search end to end on embedded defaults, with a web page",
-        description="Build the data set (emoji by default), train or load its demo checkpoint, start OpenSearch and "
-        "Redis, ingest the images through Celery workers, print recall on the held-out ones, and serve the search page "
-        "(LEXLIP_DEMO_HOST:LEXLIP_DEMO_PORT, 127.0.0.1:8765 by default).",
+        description="Build the data set (emoji by default), train or load its demo checkpoint, start OpenSearch (or "
+        "Elasticsearch) and Redis, ingest the images through Celery workers, print recall on the held-out ones, and "
+        "serve the search page (LEXLIP_DEMO_HOST:LEXLIP_DEMO_PORT, 127.0.0.1:8765 by default).",
     )
     demo.add_argument(
         "--data",
@@ -210,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="emoji: Fluent Emoji renders, OpenMoji words, pretrained towers (default); shapes: the synthetic set",
     )
     demo.add_argument("--workers", type=int, default=2, help="Celery worker processes for the ingest")
+    demo.add_argument(
+        "--engine",
+        choices=["opensearch", "elasticsearch"],
+        default="opensearch",
+        help="OpenSearch (rank_features; default) or Elasticsearch (sparse_vector): a local node unless its URL is set",
+    )
     demo.add_argument(
         "--serve-seconds", type=float, default=None, help="stop the page after this long (0: no page; default: Ctrl-C)"
     )

@@ -4,10 +4,12 @@
    npm packages in the cache) or the synthetic shapes set (`--data shapes`, generated once);
 2. model: LEXLIP_CHECKPOINT, else that data set's grounded recipe's checkpoint in the cache (trained once, with a
    progress bar: emoji about 5 minutes on 2 cores from pretrained towers, shapes about 3 from random ones);
-3. engines: LEXLIP_OPENSEARCH_URL / LEXLIP_REDIS_URL when set, else a local OpenSearch node and Redis started here;
+3. engines: `--engine opensearch` (default; `rank_features`) or `--engine elasticsearch` (`sparse_vector`):
+   LEXLIP_OPENSEARCH_URL / LEXLIP_ELASTICSEARCH_URL / LEXLIP_REDIS_URL when set, else a local node and Redis started
+   here;
 4. ingest: every emoji (3,375; the page searches them all) or the 1,000 held-out shapes through real Celery worker
    processes, with a progress bar;
-5. recall: every held-out caption searched through OpenSearch against the held-out images; R@1/5/10 both ways;
+5. recall: every held-out caption searched through the engine against the held-out images; R@1/5/10 both ways;
 6. page: the search page on http://127.0.0.1:8765 (LEXLIP_DEMO_HOST / LEXLIP_DEMO_PORT) until Ctrl-C.
 """
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 INDEX = "lexlip-demo"
 KS = (1, 5, 10)
+ENGINES = ("opensearch", "elasticsearch")
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,14 @@ class DemoOptions:
     batch_size: int = 32
     ingest_timeout_s: float = 1800.0
     """The ingest gives up (with an error) after this long instead of waiting forever for dead workers."""
+    engine: str = "opensearch"
+    """The search engine: `opensearch` (rank_features) or `elasticsearch` (sparse_vector)."""
 
     def __post_init__(self) -> None:
         if self.data not in DATASETS:
             raise LexlipError(f"--data must be one of {sorted(DATASETS)}, got {self.data!r}")
+        if self.engine not in ENGINES:
+            raise LexlipError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.workers < 1:
             raise LexlipError(f"the demo needs at least one Celery worker, got --workers {self.workers}")
         if self.serve_seconds is not None and self.serve_seconds < 0:
@@ -160,28 +167,45 @@ def demo_checkpoint(settings: Settings, data: DemoData, data_json: Path, echo: C
 
 
 @contextlib.contextmanager
-def engines(settings: Settings, echo: Callable[[str], None]) -> Iterator[Settings]:
-    """The settings with an OpenSearch URL and a Redis URL: the given ones, or local services started here."""
+def engines(settings: Settings, echo: Callable[[str], None], engine: str = "opensearch") -> Iterator[Settings]:
+    """The settings with `engine`'s URL (chosen by LEXLIP_ENGINE for every client and worker) and a Redis URL: the
+    given ones, or local services started here."""
     started: list[Any] = []
     try:
-        if not settings.opensearch_url:
+        url = settings.elasticsearch_url if engine == "elasticsearch" else settings.opensearch_url
+        if not url:
+            from lexlip_es.local.elasticsearch import start_elasticsearch
             from lexlip_es.local.opensearch import start_opensearch
 
-            echo("starting a local OpenSearch node ...")
-            node = start_opensearch(settings)
+            echo(f"starting a local {NAMES[engine]} node ...")
+            node = start_elasticsearch(settings) if engine == "elasticsearch" else start_opensearch(settings)
             started.append(node)
-            settings = settings.with_(opensearch_url=node.url)
+            url = node.url
+        settings = settings.with_(engine=engine, **{f"{engine}_url": url})
         if not settings.redis_url:
             from lexlip_es.local.redis import start_redis
 
             redis = start_redis(settings)
             started.append(redis)
             settings = settings.with_(redis_url=redis.url)
-        echo(f"OpenSearch {settings.opensearch_url}, Redis {settings.redis_url}")
+        echo(f"{NAMES[engine]} {url}, Redis {settings.redis_url}")
         yield settings
     finally:
-        for engine in reversed(started):
-            engine.stop()
+        for service in reversed(started):
+            service.stop()
+
+
+NAMES = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}
+
+
+def engine_env(settings: Settings) -> dict[str, str]:
+    """The environment of the demo's workers: this run's engine and its URL, Redis, the cache."""
+    env = {**os.environ, "LEXLIP_ENGINE": settings.engine, "LEXLIP_REDIS_URL": str(settings.redis_url)}
+    env["LEXLIP_CACHE_DIR"] = str(settings.cache_dir)
+    for name, url in (("OPENSEARCH", settings.opensearch_url), ("ELASTICSEARCH", settings.elasticsearch_url)):
+        if url:
+            env[f"LEXLIP_{name}_URL"] = url
+    return env
 
 
 def ingest(
@@ -193,27 +217,23 @@ def ingest(
     echo: Callable[[str], None] = print,
 ) -> Tally:
     """The rows through `options.workers` Celery worker processes into INDEX (created fresh), with a progress bar."""
-    from opensearchpy import OpenSearch
     from tqdm import tqdm
 
     from ingest.app import create_app
     from ingest.local import start_worker
     from ingest.producer import run_ingest
+    from lexlip_es.connect import DEFAULT_FIELD_TYPE, engine_client, engine_target
     from lexlip_es.jsonl import write_jsonl
     from lexlip_es.mapping import IndexOptions
 
     manifest = workdir / "held-out.jsonl"
     write_jsonl(manifest, rows)
-    client = OpenSearch(settings.opensearch_url, timeout=60)
+    flavor, url = engine_target(settings)
+    client = engine_client(settings)
     if client.indices.exists(index=INDEX):
-        echo(f"replacing the index {INDEX!r} left by an earlier demo on {settings.opensearch_url}")
+        echo(f"replacing the index {INDEX!r} left by an earlier demo on {url}")
         client.indices.delete(index=INDEX)
-    env = {
-        **os.environ,
-        "LEXLIP_REDIS_URL": str(settings.redis_url),
-        "LEXLIP_OPENSEARCH_URL": str(settings.opensearch_url),
-        "LEXLIP_CACHE_DIR": str(settings.cache_dir),
-    }
+    env = engine_env(settings)
     workers = [
         start_worker(f"demo{i}", env, workdir / f"worker{i}.log", threads=max(1, (os.cpu_count() or 2) // 2))
         for i in range(options.workers)
@@ -234,6 +254,7 @@ def ingest(
             checkpoint,
             batch_size=options.batch_size,
             options=IndexOptions(replicas=0),
+            field_type=DEFAULT_FIELD_TYPE[flavor],
             timeout_s=options.ingest_timeout_s,
             on_progress=progress,
             image_root=os.path.commonpath([os.path.dirname(str(r["image"])) for r in rows]),
@@ -251,6 +272,7 @@ def recall(
     """R@1/5/10 through the engine: every held-out caption against the image lexicons (relevant: its image), and
     every image's stored lexicon against the caption lexicons (relevant: the image's own captions); `filters`
     keep both to the held-out documents when the index holds others."""
+    from lexlip_es.clients import mget_request
     from lexlip_es.features import stored_lexicon
     from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD
     from lexlip_es.metrics import first_relevant, recall_at
@@ -267,7 +289,7 @@ def recall(
         found = [h.id for h in search.search_vector(features, depth, filters=filters)] if features else []
         t2i.append(first_relevant(found, {image_id}))
     i2t = []
-    sources = search.client.mget(index=search.index, body={"ids": [r["id"] for r in rows]})["docs"]
+    sources = search.client.mget(**mget_request(search.client, search.index, [r["id"] for r in rows]))["docs"]
     for doc in sources:
         lexicon = stored_lexicon((doc.get("_source") or {}).get(IMAGE_FIELD))
         hits = search.search_vector(lexicon, depth, field=CAPTION_FIELD, filters=filters) if lexicon else []
@@ -294,9 +316,8 @@ def check_port(host: str, port: int) -> None:
 
 
 def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Callable[[str], None] = print) -> int:
-    from opensearchpy import OpenSearch
-
     from lexlip_app.web.app import create_app, page_hosts, serve
+    from lexlip_es.connect import engine_client, engine_target
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.search import LexSearch
 
@@ -314,18 +335,18 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
     )
     checkpoint = demo_checkpoint(settings, data, data_json, echo)
     echo(f"model: {checkpoint}")
-    with engines(settings, echo) as live, tempfile.TemporaryDirectory(prefix="lexlip-demo-") as work:
+    with engines(settings, echo, options.engine) as live, tempfile.TemporaryDirectory(prefix="lexlip-demo-") as work:
         tally = ingest(live, rows, checkpoint, options, Path(work), echo)
         echo(tally.summary())
         if not tally.ok:
             for _, reason in sorted(tally.failed.items())[:5]:
                 echo(f"  failed {reason}")
-        client = OpenSearch(live.opensearch_url, timeout=30)
+        client = engine_client(live, timeout=30)
         encoder = LexLIPEncoder.from_pretrained(checkpoint)
         search = LexSearch(client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars)
         measured = recall(search, test_rows, encoder, TEST_ONLY if len(test_rows) < len(rows) else ())
         echo(
-            f"recall through OpenSearch on {len(test_rows)} held-out images / {measured.queries} captions "
+            f"recall through {NAMES[options.engine]} on {len(test_rows)} held-out images / {measured.queries} captions "
             f"({measured.seconds:.0f} s; ties broken by id):"
         )
         for name, figures in (("text -> image", measured.text_to_image), ("image -> text", measured.image_to_text)):
@@ -351,9 +372,10 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
             timer.daemon = True
             timer.start()
         echo(f"\nopen http://{settings.demo_host}:{port}/  (Ctrl-C stops the page, the workers and the engines)")
+        _, url = engine_target(live)
         echo(
-            f'the same hits in a terminal: lexlip search "{data.examples[0]}" --index {INDEX} '
-            f"--url {live.opensearch_url} --checkpoint {checkpoint}"
+            f"the same hits in a terminal: LEXLIP_{options.engine.upper()}_URL={url} "
+            f'lexlip search "{data.examples[0]}" --index {INDEX} --checkpoint {checkpoint}'
         )
         server.run()
     return 0 if tally.ok else 1

@@ -20,6 +20,7 @@ from lexlip_es.sparse import SparseVector, Vocabulary
 if TYPE_CHECKING:
     from lexlip_es.backends.engine import FastMode
     from lexlip_es.bulk import BulkWriter, LexiconDocument
+    from lexlip_es.documents import encode_documents
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.encoders.loading import load_encoder
     from lexlip_es.hybrid import Hybrid
@@ -39,6 +40,7 @@ _LAZY = {
     "IndexOptions": "lexlip_es.mapping",
     "BulkWriter": "lexlip_es.bulk",
     "LexiconDocument": "lexlip_es.bulk",
+    "encode_documents": "lexlip_es.documents",
     "LexLIPEncoder": "lexlip_es.encoders.lexlip",
     "load_encoder": "lexlip_es.encoders.loading",
 }
@@ -61,6 +63,7 @@ __all__ = [
     "Vocabulary",
     "__version__",
     "create_index",
+    "encode_documents",
     "load_encoder",
 ]
 

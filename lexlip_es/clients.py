@@ -107,3 +107,12 @@ def clause_limit_from(settings: Mapping[str, Any], default: int = 1024) -> int:
         if value is not None:
             return int(value)
     return default
+
+
+def mget_request(client: Any, index: str, ids: list[str], fields: list[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for `client.mget` of these ids (only `fields` of `_source` when given), in the client's
+    dialect: opensearch-py takes a body, the elasticsearch client the ids."""
+    if flavor_of(client) == "opensearch":
+        request: dict[str, Any] = {"index": index, "body": {"ids": ids}}
+        return request | ({"_source_includes": fields} if fields is not None else {})
+    return {"index": index, "ids": ids} | ({"source_includes": fields} if fields is not None else {})

@@ -21,7 +21,7 @@ from lexlip_es.errors import QueryError
 from lexlip_es.mapping import LEXICON_FIELDS
 
 DEFAULT_TEXT_FIELDS = ("captions",)
-DEFAULT_HYBRID_WEIGHT = 0.1
+DEFAULT_HYBRID_WEIGHT = 1.0
 _FIELD = re.compile(r"^[A-Za-z0-9_@][A-Za-z0-9_.@-]*(\^\d+(\.\d+)?)?$")
 _WEIGHT_NODE = re.compile(r"^weight\(([^:\s]+):(.+?) in \d+\)")
 

@@ -68,8 +68,17 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.lchown(os.path.join(folder, name), uid, gid)
 
 
-def start_elasticsearch(settings: Settings, *, heap_mb: int | None = None, base_dir: Path | None = None) -> LocalEngine:
-    """Start one Elasticsearch node on free loopback ports and wait for a green or yellow cluster."""
+def start_elasticsearch(
+    settings: Settings,
+    *,
+    heap_mb: int | None = None,
+    base_dir: Path | None = None,
+    ports: tuple[int, int] | None = None,
+) -> LocalEngine:
+    """Start one Elasticsearch node on free loopback ports and wait for a green or yellow cluster.
+
+    A node started again on the same `base_dir` and `ports` (HTTP, transport; `engine.info` has them) finds its data
+    again."""
     runtime = find_java(settings, MIN_JAVA)
     archive = elasticsearch_zip(settings)
     prefix, uid, gid = _run_as(settings)
@@ -82,7 +91,7 @@ def start_elasticsearch(settings: Settings, *, heap_mb: int | None = None, base_
     log_path = kept_log_path(settings, "elasticsearch", base_dir)
     if uid is not None and gid is not None:
         _chown_tree(base, uid, gid)
-    http_port, transport_port = free_ports(2)
+    http_port, transport_port = ports or free_ports(2)
     heap = heap_mb or settings.engine_heap_mb
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -115,7 +124,13 @@ def start_elasticsearch(settings: Settings, *, heap_mb: int | None = None, base_
         log_path=log_path,
         env=env,
         remove_workdir=remove,
-        info={"heap_mb": heap, "java": str(runtime.home), "version": settings.elasticsearch_version},
+        info={
+            "heap_mb": heap,
+            "java": str(runtime.home),
+            "version": settings.elasticsearch_version,
+            "http_port": http_port,
+            "transport_port": transport_port,
+        },
     )
 
     def ready() -> bool:

@@ -21,6 +21,8 @@ from ingest.app import create_app
 from ingest.deadletter import DeadLetters
 from ingest.local import start_worker
 from ingest.producer import Tally, run_ingest
+from lexlip_es.clients import flavor_of
+from lexlip_es.connect import DEFAULT_FIELD_TYPE, engine_client
 from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.local.opensearch import start_opensearch
 from lexlip_es.local.process import LocalEngine
@@ -40,11 +42,22 @@ class Cluster:
         self.engine = start_opensearch(settings, base_dir=base)
         self.ports = (self.engine.info["http_ports"], self.engine.info["transport_ports"])
         self.url = self.engine.url
+        self.env = {"LEXLIP_OPENSEARCH_URL": self.url}
+
+    def start_again(self) -> LocalEngine:
+        return start_opensearch(self.settings, base_dir=self.base, ports=self.ports)
 
     def restart(self) -> None:
         os.killpg(self.engine.pid, signal.SIGKILL)
         self.engine.stop()
-        self.engine = start_opensearch(self.settings, base_dir=self.base, ports=self.ports)
+        self.engine = self.start_again()
+
+    def client(self, **options: Any) -> Any:
+        return OpenSearch(self.url, **options)
+
+    def sources(self, index: str) -> dict[str, dict[str, Any]]:
+        hits = helpers.scan(self.client(timeout=60), index=index, query={"query": {"match_all": {}}})
+        return {h["_id"]: h["_source"] for h in hits}
 
     def stop(self) -> None:
         self.engine.stop()
@@ -88,18 +101,28 @@ class Workers:
 def workers(
     redis_url: str, cluster: Cluster, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workers]:
+    pool = start_workers(redis_url, cluster, tmp_path_factory.mktemp("ingest-workers"))
+    yield pool
+    pool.stop()
+
+
+def start_workers(redis_url: str, cluster: Any, workdir: Path) -> Workers:
+    """Two `lexlip worker` processes (w1, w2) writing to `cluster`'s engine (its `env`), a 20 s visibility timeout."""
     env = {
-        **os.environ,
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LEXLIP_OPENSEARCH_URL", "LEXLIP_ELASTICSEARCH_URL", "LEXLIP_ENGINE")
+    }
+    env |= {
+        **cluster.env,
         "LEXLIP_REDIS_URL": redis_url,
-        "LEXLIP_OPENSEARCH_URL": cluster.url,
         "LEXLIP_VISIBILITY_TIMEOUT_S": "20",
         "LEXLIP_MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
     }
-    pool = Workers(env, tmp_path_factory.mktemp("ingest-workers"))
+    pool = Workers(env, workdir)
     pool.start("w1")
     pool.start("w2")
-    yield pool
-    pool.stop()
+    return pool
 
 
 def _manifest(path: Path, pairs: list[Any]) -> Path:
@@ -109,17 +132,24 @@ def _manifest(path: Path, pairs: list[Any]) -> Path:
     return path
 
 
-def _ingest(workers: Workers, cluster: Cluster, manifest: Path, index: str, checkpoint: Path, root: Path) -> Tally:
-    app = create_app(Settings.from_env(workers.env))
-    client = OpenSearch(cluster.url, timeout=60, max_retries=0)
+def _ingest(workers: Workers, cluster: Any, manifest: Path, index: str, checkpoint: Path, root: Path) -> Tally:
+    settings = Settings.from_env(workers.env)
+    client = engine_client(settings, max_retries=0)
     return run_ingest(
-        app, client, manifest, index, checkpoint, options=IndexOptions(replicas=0), timeout_s=1200, image_root=root
+        create_app(settings),
+        client,
+        manifest,
+        index,
+        checkpoint,
+        options=IndexOptions(replicas=0),
+        field_type=DEFAULT_FIELD_TYPE[flavor_of(client)],
+        timeout_s=1200,
+        image_root=root,
     )
 
 
-def _stored(cluster: Cluster, index: str) -> dict[str, dict[str, Any]]:
-    client = OpenSearch(cluster.url, timeout=60)
-    return {h["_id"]: h["_source"] for h in helpers.scan(client, index=index, query={"query": {"match_all": {}}})}
+def _stored(cluster: Any, index: str) -> dict[str, dict[str, Any]]:
+    return dict(cluster.sources(index))
 
 
 def test_5000_images_by_two_workers_equal_the_in_process_vectors(
@@ -158,37 +188,44 @@ def test_5000_images_by_two_workers_equal_the_in_process_vectors(
 def test_a_killed_worker_a_stopped_worker_and_a_restarted_node_lose_nothing_and_duplicate_nothing(
     workers: Workers, cluster: Cluster, shapes: list[Any], shapes_root: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
-    pairs = shapes[:3000]
+    faults_lose_nothing(workers, cluster, shapes[:3000], "ingest-fault", checkpoint, shapes_root, tmp_path)
+
+
+def faults_lose_nothing(
+    workers: Workers, cluster: Any, pairs: list[Any], index: str, checkpoint: Path, root: Path, tmp_path: Path
+) -> Tally:
+    """Ingest `pairs` while a worker is SIGKILLed, the engine node SIGKILLed and started again, and a worker stopped
+    with SIGTERM; then every item is in the index exactly once. Returns the run's tally."""
     manifest = _manifest(tmp_path / "fault.jsonl", pairs)
     outcome: dict[str, Any] = {}
 
     def produce() -> None:
         try:
-            outcome["tally"] = _ingest(workers, cluster, manifest, "ingest-fault", checkpoint, shapes_root)
+            outcome["tally"] = _ingest(workers, cluster, manifest, index, checkpoint, root)
         except Exception as exc:  # reported by the assertion below
             outcome["error"] = exc
 
     producer = threading.Thread(target=produce)
     producer.start()
-    client = OpenSearch(cluster.url, timeout=10, max_retries=0)
+    client = cluster.client(timeout=10, max_retries=0)
 
     def indexed() -> int:
         try:
-            return int(client.count(index="ingest-fault")["count"])
+            return int(client.count(index=index)["count"])
         except Exception:
             return 0
 
     deadline = time.monotonic() + 300
-    while indexed() < 300 and time.monotonic() < deadline:
+    while indexed() < len(pairs) // 10 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert indexed() < len(pairs), "the run ended before the fault could be injected"
     workers.kill("w1")  # SIGKILL the whole worker (main process and its child) mid-batch
     workers.start("w1")
-    while indexed() < 1200 and time.monotonic() < deadline:
+    while indexed() < len(pairs) * 2 // 5 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert 0 < indexed() < len(pairs), "the run ended before the node restart"
-    cluster.restart()  # SIGKILL the OpenSearch JVM, start it again on the same data and ports
-    while indexed() < 2000 and time.monotonic() < deadline:
+    cluster.restart()  # SIGKILL the engine's JVM, start it again on the same data and ports
+    while indexed() < len(pairs) * 2 // 3 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert indexed() < len(pairs), "the run ended before the graceful stop"
     workers.terminate("w2")  # SIGTERM to the worker's main process: warm shutdown finishes the running batch
@@ -196,11 +233,13 @@ def test_a_killed_worker_a_stopped_worker_and_a_restarted_node_lose_nothing_and_
     producer.join(timeout=900)
     assert not producer.is_alive()
     assert "error" not in outcome, outcome.get("error")
-    tally = outcome["tally"]
+    tally: Tally = outcome["tally"]
     assert tally.ok and tally.indexed + tally.skipped >= len(pairs)
-    stored = _stored(cluster, "ingest-fault")
+    stored = _stored(cluster, index)
     assert len(stored) == len(pairs) and set(stored) == {p.image_id for p in pairs}
-    assert OpenSearch(cluster.url).count(index="ingest-fault")["count"] == len(pairs)
+    cluster.client(timeout=60).indices.refresh(index=index)
+    assert cluster.client(timeout=60).count(index=index)["count"] == len(pairs)
+    return tally
 
 
 def _hostile_files(root: Path, outside: Path) -> dict[str, str]:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from elasticsearch import Elasticsearch
 
 from lexlip_es import LexLIPEncoder, LexSearch
+from lexlip_es.local.elasticsearch import start_elasticsearch
 from lexlip_es.local.redis import start_redis
 from lexlip_es.settings import Settings
+from tests.integration.test_ingest import faults_lose_nothing, start_workers
 from tests.integration.test_ingest_faults import Pool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,4 +71,61 @@ def test_workers_and_producer_write_to_elasticsearch_when_pointed_at_it(
         assert "302 rows: 0 indexed, 300 already there, 2 failed" in again.stdout, again.stdout
     finally:
         pool.stop()
+        redis.stop()
+
+
+class ElasticsearchNode:
+    """An Elasticsearch node that can be killed and started again on the same ports and data."""
+
+    def __init__(self, settings: Settings, base: Path) -> None:
+        self.settings, self.base = settings, base
+        self.engine = start_elasticsearch(settings, base_dir=base)
+        self.ports = (self.engine.info["http_port"], self.engine.info["transport_port"])
+        self.url = self.engine.url
+        self.env = {"LEXLIP_ELASTICSEARCH_URL": self.url}
+
+    def restart(self) -> None:
+        os.killpg(self.engine.pid, signal.SIGKILL)
+        self.engine.stop()
+        self.engine = start_elasticsearch(self.settings, base_dir=self.base, ports=self.ports)
+
+    def client(self, **options: Any) -> Elasticsearch:
+        timeout = options.pop("timeout", 60)
+        return Elasticsearch(self.url, request_timeout=timeout, **options)
+
+    def sources(self, index: str) -> dict[str, dict[str, Any]]:
+        from elasticsearch import helpers
+
+        hits = helpers.scan(self.client(), index=index, query={"query": {"match_all": {}}})
+        return {h["_id"]: h["_source"] for h in hits}
+
+    def stop(self) -> None:
+        self.engine.stop()
+
+
+def test_a_killed_worker_and_a_restarted_elasticsearch_node_lose_nothing_and_duplicate_nothing(
+    settings: Settings, shapes: list[Any], shapes_root: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """The OpenSearch fault run (test_ingest.py) against Elasticsearch: 3,000 items, a worker SIGKILLed, the node
+    SIGKILLed and started again, a worker stopped with SIGTERM; every item indexed once, as `sparse_vector`."""
+    redis = start_redis(settings, base_dir=tmp_path / "redis")
+    node = ElasticsearchNode(settings, tmp_path / "elasticsearch")
+    workers = start_workers(redis.url, node, tmp_path / "workers")
+    try:
+        started = time.monotonic()
+        tally = faults_lose_nothing(workers, node, shapes[:3000], "es-fault", checkpoint, shapes_root, tmp_path)
+        figures = {
+            "items": 3000,
+            "indexed": tally.indexed,
+            "already_there": tally.skipped,
+            "redelivered_batches": tally.redelivered,
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        (settings.cache_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (settings.cache_dir / "logs" / "ingest-faults-elasticsearch.json").write_text(json.dumps(figures, indent=2))
+        mapping = node.client().indices.get_mapping(index="es-fault")["es-fault"]["mappings"]["properties"]
+        assert mapping["image_lexicon"]["type"] == "sparse_vector"
+    finally:
+        workers.stop()
+        node.stop()
         redis.stop()

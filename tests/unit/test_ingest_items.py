@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ingest.items import Item, ItemError, image_bytes
-from ingest.pipeline import merge_max
+from lexlip_es.documents import merge_max
 from lexlip_es.sparse import SparseVector
 
 

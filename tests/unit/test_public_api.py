@@ -59,3 +59,25 @@ def test_async_lex_search_mirrors_lex_search_method_for_method() -> None:
         returned = str(signature.return_annotation)
         assert returned.replace("EngineBackend", "AsyncEngineBackend") == str(other.return_annotation), name
         assert getattr(LexSearch, name).__doc__ and getattr(AsyncLexSearch, name).__doc__, name
+
+
+def test_encode_documents_as_ingest_writes_them(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from lexlip_es import LexiconLayout, encode_documents
+    from lexlip_es.documents import merge_max
+
+    encoder = LexLIPEncoder.from_config("tiny", seed=0)
+    layout = LexiconLayout(encoder.model_id, top_k_image=20, top_k_text=10)
+    images = [Image.new("RGB", (40, 30), colour) for colour in ("red", "blue")]
+    captions = [["a red square", "red"], []]
+    docs = encode_documents(encoder, layout, ["a", "b"], images, captions, [{"shop": "eu"}, {}])
+    assert [d.id for d in docs] == ["a", "b"]
+    want_image = encoder.encode_images(images[:1], scale=layout.scale, top_k=20)[0]
+    assert docs[0].image == want_image.to_features(encoder.vocab, escape=False) and len(docs[0].image) <= 20
+    merged = merge_max(encoder.encode_texts(captions[0], scale=layout.scale, top_k=10))
+    assert docs[0].captions == merged.to_features(encoder.vocab, escape=False)
+    assert docs[0].metadata == {"shop": "eu", "captions": ["a red square", "red"]}
+    assert docs[1].captions == {} and docs[1].metadata == {}
+    with pytest.raises(ValueError, match="same length: 2, 1, 2, 2"):
+        encode_documents(encoder, layout, ["a", "b"], images[:1], captions)
