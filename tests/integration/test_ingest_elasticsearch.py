@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -109,7 +111,9 @@ def test_a_killed_worker_and_a_restarted_elasticsearch_node_lose_nothing_and_dup
     """The OpenSearch fault run (test_ingest.py) against Elasticsearch: 3,000 items, a worker SIGKILLed, the node
     SIGKILLed and started again, a worker stopped with SIGTERM; every item indexed once, as `sparse_vector`."""
     redis = start_redis(settings, base_dir=tmp_path / "redis")
-    node = ElasticsearchNode(settings, tmp_path / "elasticsearch")
+    # under /tmp itself: pytest's folders are root's alone, and Elasticsearch runs as another user under root
+    base = Path(tempfile.mkdtemp(prefix="lexlip-es-fault-"))
+    node = ElasticsearchNode(settings, base)
     workers = start_workers(redis.url, node, tmp_path / "workers")
     try:
         started = time.monotonic()
@@ -129,3 +133,4 @@ def test_a_killed_worker_and_a_restarted_elasticsearch_node_lose_nothing_and_dup
         workers.stop()
         node.stop()
         redis.stop()
+        shutil.rmtree(base, ignore_errors=True)
