@@ -14,9 +14,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_worker(
-    name: str, env: Mapping[str, str], log_path: Path, *, threads: int = 1, device: str = "cpu", timeout_s: float = 120
+    name: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    threads: int = 1,
+    device: str = "cpu",
+    timeout_s: float = 120,
+    queues: str | None = None,
 ) -> LocalEngine:
-    """One worker process group (`--concurrency=1`) named `name@<host>`, ready when it answers a broker ping."""
+    """One worker process group (`--concurrency=1`) named `name@<host>`, ready when it answers a broker ping;
+    `queues` (comma-separated) limits what it consumes (default: ingest batches and the default queue)."""
     cmd = [
         sys.executable,
         "-m",
@@ -27,6 +35,7 @@ def start_worker(
         f"--threads={threads}",
         "--loglevel=INFO",
         f"--name={name}@%h",
+        *([f"--queues={queues}"] if queues else []),
     ]
     engine = spawn(name, cmd, url="", workdir=ROOT, log_path=log_path, env=env)
     app = create_app(Settings.from_env(env))

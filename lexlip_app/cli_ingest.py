@@ -87,7 +87,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         f"--concurrency={args.concurrency}",
         f"--loglevel={args.loglevel}",
         f"--hostname={name}",
-        f"--queues={INGEST_QUEUE},celery",
+        f"--queues={args.queues or f'{INGEST_QUEUE},celery'}",
     ]
     os.execvpe(cmd[0], cmd, env)
     return 0  # not reached
@@ -153,6 +153,10 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--threads", type=int, help="torch CPU threads per process")
     worker.add_argument("--loglevel", default="info")
     worker.add_argument("--name", help="Celery hostname (default lexlip-<random>@<host>)")
+    worker.add_argument(
+        "--queues",
+        help="comma-separated queues to consume (default: lexlip-ingest,celery: ingest batches and the rest)",
+    )
 
     dead = command(
         commands,

@@ -139,11 +139,13 @@ def opensearch_two_nodes(request: pytest.FixtureRequest, settings: Settings) -> 
 def celery_worker(
     request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> LocalEngine:
-    """A real `lexlip worker` process (`celery -A ingest.app worker`, prefork, one child) on the test Redis."""
+    """A real `lexlip worker` process (`celery -A ingest.app worker`, prefork, one child) on the test Redis. It
+    consumes the default queue only: the ingest tests' batches on the same Redis are for their own workers."""
     from ingest.local import start_worker
 
     log = tmp_path_factory.mktemp("celery-worker") / "worker.log"
-    return _keep(request, start_worker("lexlip-test", {**os.environ, "LEXLIP_REDIS_URL": redis_url}, log))
+    env = {**os.environ, "LEXLIP_REDIS_URL": redis_url}
+    return _keep(request, start_worker("lexlip-test", env, log, queues="celery"))
 
 
 INGEST_IMAGES = 5000

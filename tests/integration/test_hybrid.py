@@ -41,9 +41,13 @@ WEIGHT = 0.5
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory: pytest.TempPathFactory) -> LexLIPEncoder:
-    folder = tmp_path_factory.mktemp("hybrid-ckpt")
-    return LexLIPEncoder.from_pretrained(LexLIPEncoder.from_config("tiny", seed=5).save_pretrained(folder / "c"))
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(LexLIPEncoder.from_config("tiny", seed=5).save_pretrained(tmp_path_factory.mktemp("hybrid-ckpt") / "c"))
+
+
+@pytest.fixture(scope="module")
+def encoder(checkpoint: Path) -> LexLIPEncoder:
+    return LexLIPEncoder.from_pretrained(checkpoint)
 
 
 def _index(client: Any, index: str, encoder: LexLIPEncoder, field_type: str) -> LexiconLayout:
@@ -107,16 +111,14 @@ def test_hybrid_on_elasticsearch_sparse_vector(elasticsearch_url: str, encoder: 
     _check_engine(client, "elasticsearch", "lexlip-it-hybrid", encoder, "sparse_vector")
 
 
-def test_the_hybrid_cli_prints_title_words(opensearch_url: str, encoder: LexLIPEncoder, tmp_path: Path) -> None:
+def test_the_hybrid_cli_prints_title_words(opensearch_url: str, encoder: LexLIPEncoder, checkpoint: Path) -> None:
     import subprocess
     import sys
 
     client = OpenSearch(opensearch_url, timeout=60)
     _index(client, "lexlip-it-hybrid-cli", encoder, "rank_features")
-    folder = tmp_path / "ckpt"
-    encoder.save_pretrained(folder)
     command = [sys.executable, "-m", "lexlip_app.cli", "search", "red heart", "--index", "lexlip-it-hybrid-cli"]
-    command += ["--url", opensearch_url, "--checkpoint", str(folder), "--hybrid", "10", "--text-fields", "title"]
+    command += ["--url", opensearch_url, "--checkpoint", str(checkpoint), "--hybrid", "10", "--text-fields", "title"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     first = out.stdout.splitlines()[1]
