@@ -75,6 +75,7 @@ def evaluate_sparse(
     result["mean_nnz_image"] = float(np.mean([v.nnz for v in images]))
     result["mean_nnz_text"] = float(np.mean([v.nnz for v in texts]))
     result.update(grounding(encoder.tokenizer, images, texts, captions, owner))
+    result.update(grounding_by_label(encoder.tokenizer, images, pairs))
 
     def prompts(texts: list[str]) -> npt.NDArray[np.float64]:
         return sparse_matrix(encoder.encode_texts(texts, scale=scale, top_k=top_k_text), size)
@@ -107,6 +108,23 @@ def grounding(
         f"grounding@{k}_image": grounding_at_k(images, per_image, vocab, k),
         f"grounding@{k}_caption": grounding_at_k(texts, pieces, vocab, k),
     }
+
+
+def grounding_by_label(
+    tokenizer: Any, images: Sequence[SparseVector], pairs: Sequence[Pair], kind: str = "group", k: int = 10
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Image grounding@k within each class of a label kind (emoji: group), with the class's share of the images;
+    nothing for data sets without that label."""
+    labels = zero_shot_tasks(pairs).get(kind)
+    if labels is None:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for label in sorted(set(labels)):
+        picked = [i for i, own in enumerate(labels) if own == label]
+        pieces = [set().union(*caption_pieces(tokenizer, pairs[i].captions)) for i in picked]
+        score = grounding_at_k([images[i] for i in picked], pieces, tokenizer.vocab, k)
+        out[label] = {"images": len(picked), f"grounding@{k}_image": score}
+    return {f"grounding@{k}_image_by_{kind}": out}
 
 
 def evaluate_dense(encoder: Any, pairs: Sequence[Pair]) -> dict[str, Any]:

@@ -63,6 +63,13 @@ class LossConfig:
     balanced_words: bool = False
     """The bag-of-words losses weigh an item's words and the other columns equally (see `words_loss`): needed once
     the active vocabulary is thousands of tokens (emoji), not a few dozen (shapes)."""
+    hard_words: int = 0
+    """Image side, with `balanced_words`: a ranking part of the bag-of-words loss over each image's `hard_words`
+    highest-scoring columns that are not its words, each pushed below the mean logit of the image's own words
+    (softplus of the difference). The balanced mean spreads the "off" penalty over thousands of columns, so a
+    category word of many other items ("people", "objects") costs almost nothing where it is wrong and becomes one
+    of the image's heaviest tokens; this ranks the item's words first and leaves expansions their place after
+    them (0: off)."""
     words_only: bool = False
     """Train everything that is not a word *off*, on both sides: stop words, one-character pieces and tokens in more
     than `max_df` of the training images' captions get target 0 in the bag-of-words losses (instead of being left
@@ -162,11 +169,13 @@ def quantized_nnz(p: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
 
 
 def words_loss(
-    pooled: torch.Tensor, wanted: torch.Tensor, targets: LexiconTargets, balanced: bool = False
+    pooled: torch.Tensor, wanted: torch.Tensor, targets: LexiconTargets, balanced: bool = False, hard: int = 0
 ) -> torch.Tensor:
     """Binary cross-entropy of max-pooled logits (B x A) against 0/1 word targets, over content columns only.
     `balanced`: the mean over each row's wanted words plus the mean over the rest, so a handful of words among
-    thousands of columns (a real vocabulary) weighs as much as all the words it must not hold."""
+    thousands of columns (a real vocabulary) weighs as much as all the words it must not hold. `hard` (with
+    `balanced`): plus a ranking term, the row's `hard` highest-scoring columns that are not its words each against
+    the mean logit of its words (softplus of the difference, averaged)."""
     loss = F.binary_cross_entropy_with_logits(pooled, wanted, reduction="none") * targets.content
     if not balanced:
         return loss.sum() / (targets.content.sum() * pooled.shape[0]).clamp(min=1.0)
@@ -174,7 +183,13 @@ def words_loss(
     negative = (1 - wanted) * targets.content
     on = (loss * positive).sum(1) / positive.sum(1).clamp(min=1.0)
     off = (loss * negative).sum(1) / negative.sum(1).clamp(min=1.0)
-    return (on + off).mean()
+    if hard <= 0:
+        return (on + off).mean()
+    own = (pooled * positive).sum(1, keepdim=True) / positive.sum(1, keepdim=True).clamp(min=1.0)
+    wrong = pooled.masked_fill(negative <= 0, float("-inf")).topk(min(hard, pooled.shape[1]), dim=1).values
+    present = torch.isfinite(wrong) & (positive.sum(1, keepdim=True) > 0)
+    ranked = F.softplus(wrong.masked_fill(~present, 0.0) - own) * present
+    return (on + off + ranked.sum(1) / present.sum(1).clamp(min=1)).mean()
 
 
 def keep_top_k(p: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -342,7 +357,7 @@ class Pretrainer(nn.Module):
         cfg, terms = self.losses, dict[str, torch.Tensor]()
         if cfg.image_words > 0:
             terms["image_words"] = cfg.image_words * words_loss(
-                image_logits.amax(dim=1), targets.image_words, targets, cfg.balanced_words
+                image_logits.amax(dim=1), targets.image_words, targets, cfg.balanced_words, cfg.hard_words
             )
         if cfg.image_weights > 0:
             got, wanted = p_image * targets.content, targets.image_weights

@@ -256,3 +256,62 @@ def test_words_only_trains_every_column_and_targets_only_words(tokenizer) -> Non
     assert {name[c] for c in np.flatnonzero(targets.own_words[1].numpy())} == {"star"}  # not "a", not "red"
     with pytest.raises(ValueError, match="max_df"):
         LossConfig(max_df=0.0)
+
+
+def test_hard_words_rank_the_heaviest_wrong_words_below_the_items_words() -> None:
+    from trainer.objectives import words_loss
+    from trainer.vocabulary import LexiconTargets
+
+    columns = 101
+    wanted = torch.zeros(1, columns)
+    wanted[0, :2] = 1.0
+    zeros = torch.zeros(1, columns)
+    targets = LexiconTargets(torch.arange(columns), wanted, zeros, wanted, torch.ones(columns))
+    pooled = torch.full((1, columns), -4.0)
+    pooled[0, :2] = torch.tensor([5.0, 3.0])  # the item's words, mean logit 4
+    pooled[0, 7] = 6.0  # one wrong word above them: 1% of the balanced "off" mean, half of hard=2's ranking term
+    balanced = words_loss(pooled, wanted, targets, balanced=True)
+    hard = words_loss(pooled, wanted, targets, balanced=True, hard=2)
+    assert torch.isclose(hard - balanced, (F.softplus(torch.tensor(2.0)) + F.softplus(torch.tensor(-8.0))) / 2)
+    # a wrong word well below the item's words costs (almost) nothing more: expansions keep their place after them
+    pooled[0, 7] = -4.0
+    extra = words_loss(pooled, wanted, targets, balanced=True, hard=2) - words_loss(
+        pooled, wanted, targets, balanced=True
+    )
+    assert float(extra) < 0.001
+    # the gradient lowers the wrong word and raises the item's words
+    pooled[0, 7] = 6.0
+    pooled.requires_grad_(True)
+    words_loss(pooled, wanted, targets, balanced=True, hard=2).backward()
+    assert pooled.grad is not None and pooled.grad[0, 7] > 0 and pooled.grad[0, 1] < 0
+
+
+def test_grounding_by_group_splits_the_images_by_their_label() -> None:
+    from trainer.data.datasets import Pair
+    from trainer.evaluate import grounding_by_label
+
+    class Words:  # the tokenizer seam of trainer/evaluate.py: texts -> (ids, mask), and a vocabulary
+        vocab = VOCAB
+
+        def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+            rows = [[VOCAB.ids[w] for w in t.split()] for t in texts]
+            width = max(len(r) for r in rows)
+            ids_ = np.array([r + [0] * (width - len(r)) for r in rows])
+            return ids_, np.array([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+
+    def pair(caption: str, group: str) -> Pair:
+        return Pair(
+            image=np.zeros((1, 1, 3), np.uint8),
+            captions=(caption,),
+            image_id=caption,
+            meta={"labels": {"group": group}},
+        )
+
+    pairs = [pair("red circle", "shapes"), pair("blue star", "shapes"), pair("red star", "stars")]
+    images = [vec({"red": 9, "tyson": 5}), vec({"blue": 9, "star": 8}), vec({"tyson": 9})]
+    found = grounding_by_label(Words(), images, pairs)["grounding@10_image_by_group"]
+    assert found == {
+        "shapes": {"images": 2, "grounding@10_image": pytest.approx((1 / 2 + 1) / 2)},
+        "stars": {"images": 1, "grounding@10_image": 0.0},
+    }
+    assert grounding_by_label(Words(), images, [Pair(p.image, p.captions, p.image_id) for p in pairs]) == {}

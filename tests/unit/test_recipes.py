@@ -41,7 +41,9 @@ def test_the_emoji_recipe_fine_tunes_its_pretrained_towers_gently() -> None:
     assert settings["model"] == "emoji" and settings["tower_lr"] < settings["lr"]
     assert recipe.key().startswith("emoji-grounded-") and recipe.key() != ShapesRecipe().key()
     assert recipe.dense_settings(60.0)["tower_lr"] == settings["tower_lr"]  # the twin: the same learning rates
-    TrainConfig(**settings).loss_config()
+    losses = TrainConfig(**settings).loss_config()
+    assert losses.distill_weight == 0.5 and losses.dense_weight == 1.0  # the lexicons distil the dense term
+    assert losses.image_words == 6.0 and losses.image_weights == 0.0
 
 
 def test_tower_lr_puts_the_towers_bodies_in_their_own_group() -> None:
@@ -58,3 +60,18 @@ def test_tower_lr_puts_the_towers_bodies_in_their_own_group() -> None:
     assert {names[id(p)].split(".")[1] for p in heads["params"]} == {"text_proj", "visual_proj"}
     assert is_tower("model.text.bert.encoder.layer.0.output.dense.weight")
     assert not is_tower("model.text.cls.predictions.bias") and not is_tower("model.visual_head.decoder.weight")
+
+
+def test_loop_seconds_read_the_last_metrics_record(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import pytest
+
+    from lexlip_es.errors import LexlipError
+    from trainer.recipes import loop_seconds
+
+    with pytest.raises(LexlipError, match="no finished training run"):
+        loop_seconds(tmp_path)
+    rows = [{"step": 8, "elapsed_s": 11.5}, {"step": 16, "elapsed_s": 23.25}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert loop_seconds(tmp_path) == 23.25
