@@ -17,7 +17,6 @@ benchmarks/results/emoji.md and emoji.json.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from trainer.recipes import (
     LEXLIP_DIR,
     EmojiRecipe,
     Recipe,
+    last_record,
     loop_seconds,
     train_dense_twin,
     train_recipe,
@@ -95,16 +95,12 @@ def run(data: Path, out: Path, tower: str, recipe: Recipe, budget: float | None)
                 "system": f"{kind}, {tower} image tower",
                 "train_s": loop_seconds(run_dir / folder),
                 "wall_s": wall,
-                "steps": last_step(run_dir / folder),
+                "steps": last_record(run_dir / folder)["step"],
                 "tower": tower,
                 **metrics,
             }
         )
     return rows, lexlip_loop
-
-
-def last_step(stage: Path) -> int:
-    return int(json.loads((stage / "metrics.jsonl").read_text(encoding="utf-8").strip().splitlines()[-1])["step"])
 
 
 def main() -> None:

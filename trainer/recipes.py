@@ -187,15 +187,19 @@ def train_recipe(data: Path, out: Path, recipe: Recipe, stream: bool = True) -> 
     return train_stage("finetune", data, out / LEXLIP_DIR, recipe.settings(label), stream=stream)
 
 
-def loop_seconds(stage: Path) -> float:
-    """The seconds a finished `lexlip train` run in `stage` spent in its training loop (its last metrics record):
-    the budget two systems are compared at, without the start-up both pay alike (loading towers and images, the
-    frozen stem's one pass)."""
+def last_record(stage: Path) -> dict[str, Any]:
+    """The last metrics record of a finished `lexlip train` run in `stage` (its step, elapsed_s and loss terms)."""
     metrics = stage / "metrics.jsonl"
     if not metrics.exists():
         raise LexlipError(f"{metrics} is missing: {stage} holds no finished training run")
-    last = metrics.read_text(encoding="utf-8").strip().splitlines()[-1]
-    return float(json.loads(last)["elapsed_s"])
+    record: dict[str, Any] = json.loads(metrics.read_text(encoding="utf-8").strip().splitlines()[-1])
+    return record
+
+
+def loop_seconds(stage: Path) -> float:
+    """The seconds a finished run in `stage` spent in its training loop: the budget two systems are compared at,
+    without the start-up both pay alike (loading towers and images, the frozen stem's one pass)."""
+    return float(last_record(stage)["elapsed_s"])
 
 
 def train_dense_twin(data: Path, out: Path, seconds: float, recipe: Recipe) -> float:

@@ -340,9 +340,28 @@ def _navigation_status(browser: Any) -> int:
     return int(browser.execute_script("return performance.getEntriesByType('navigation')[0].responseStatus"))
 
 
+def _replaced(old: Any) -> Any:
+    """A wait condition: the page that held `old` is gone. Selenium's `staleness_of`, plus Chromium's other answer
+    for a node of a page being replaced ("Node with given id does not belong to the document", an unknown error
+    instead of a stale reference), which otherwise fails the wait half-way through a navigation."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    def gone(_browser: Any) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
+        return False
+
+    return gone
+
+
 def _upload(browser: Any, site: UploadSite, path: Path | None) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{site.url}/")
@@ -350,7 +369,7 @@ def _upload(browser: Any, site: UploadSite, path: Path | None) -> None:
         browser.find_element(By.ID, "upload").send_keys(str(path))
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "upload-go").click()
-    WebDriverWait(browser, 60).until(ec.staleness_of(old))
+    WebDriverWait(browser, 60).until(_replaced(old))
     WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.ID, "query-image") or b.find_elements(By.ID, "error"))
 
 
