@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from frontier_plot import plot
+from query_encoding import DENSE_TORCH, LEXLIP_ONNX, encoding_seconds
 from shapes_common import RESULTS, ensure_shapes
 
 from lexlip_es.jsonl import read_jsonl, write_jsonl
@@ -171,7 +173,7 @@ def measure(search: Callable[[int], list[str]], nq: int, clients: int = 4) -> di
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(search, range(nq)))
     concurrent = nq / (time.perf_counter() - started)
-    return {"results": results, **latency_figures(latencies), "qps_4_clients": concurrent}
+    return {"results": results, "latencies": latencies, **latency_figures(latencies), "qps_4_clients": concurrent}
 
 
 def latency_figures(latencies: Sequence[float]) -> dict[str, float]:
@@ -193,7 +195,7 @@ def overlap(results: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) ->
     return float(np.mean([len(set(r[:K]) & set(e[:K])) / K for r, e in zip(results, exact, strict=True)]))
 
 
-def opensearch_index(
+def engine_index(
     client: Any, name: str, docs: Vectors, ids: Sequence[str], model_id: str, field_type: str = "rank_features"
 ) -> int:
     """Index the vectors (lexicons kept out of _source), force-merge to one settled segment; return the store size."""
@@ -291,13 +293,30 @@ class ExactTop:
 NO_QUALITY = {"R@1": None, "R@5": None, "R@10": None, "overlap@10": None, "tied@10": None}
 
 
+def with_encoding(latencies: Sequence[float], encoding: Sequence[float] | None) -> float:
+    """p50 of encode + search, query by query (search alone where the engine takes the text as it is)."""
+    if encoding is None:
+        return float(np.percentile(np.asarray(latencies) * 1000, 50))
+    return float(np.percentile((np.asarray(latencies) + np.asarray(encoding)) * 1000, 50))
+
+
 def row(
-    name: str, figures: dict[str, Any], size: int | None, n: int, relevant: Sequence[set[str]], exact: ExactTop | None
+    name: str,
+    figures: dict[str, Any],
+    size: int | None,
+    n: int,
+    relevant: Sequence[set[str]],
+    exact: ExactTop | None,
+    encoder: str | None = None,
+    encoding: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     results = figures.pop("results")
+    latencies = figures.pop("latencies")
     return {
         "system": name,
         **figures,
+        "encoder": encoder or "none",
+        "p50_ms_with_encoding": with_encoding(latencies, encoding),
         "index_bytes": size,
         "bytes_per_image": size / n if size else None,
         **recall(results, relevant),
@@ -319,6 +338,12 @@ def main() -> None:
         "--wide-dims", type=int, default=512, help="a speed-only flat row at this width, as CLIP's (0 for none)"
     )
     parser.add_argument("--heap-mb", type=int, default=2048)
+    parser.add_argument(
+        "--no-elasticsearch",
+        dest="elasticsearch",
+        action="store_false",
+        help="leave out the Elasticsearch rows (dense_vector HNSW and flat kNN, LexLIP rank_features)",
+    )
     parser.add_argument("--encode-only", action="store_true", help="encode and cache the corpus, measure nothing")
     parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-table2"), help="working files (indices)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where table2-<N>.{md,json,png} go")
@@ -354,9 +379,14 @@ def main() -> None:
     if args.encode_only:
         print(f"encodings cached in {cache}")
         return
-    systems = Systems(args, settings, pairs, ids, relevant, texts, docs, queries, model_id, dense_docs, dense_queries)
+    clock = time.monotonic()
+    encoding = encoding_seconds(args.lexlip, args.dense, texts, args.out)
+    step("query encoding, one query at a time", clock)
+    systems = Systems(
+        args, settings, pairs, ids, relevant, texts, docs, queries, model_id, dense_docs, dense_queries, encoding
+    )
     rows = systems.run()
-    write_results(args, rows, model_id, lexicon_shape(docs, queries))
+    write_results(args, rows, model_id, lexicon_shape(docs, queries), encoding)
 
 
 def lexicon_shape(docs: Vectors, queries: Vectors) -> dict[str, float]:
@@ -396,13 +426,29 @@ class Systems:
     model_id: str
     dense_docs: Any
     dense_queries: Any
+    encoding: dict[str, list[float]]
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.n, self.nq = len(self.ids), len(self.queries)
 
-    def add(self, name: str, figures: dict[str, Any], size: int | None, exact: ExactTop | None) -> None:
-        self.rows.append(row(name, figures, size, self.n, self.relevant, exact))
+    def add(
+        self,
+        name: str,
+        figures: dict[str, Any],
+        size: int | None,
+        exact: ExactTop | None,
+        encoder: str | None = LEXLIP_ONNX,
+    ) -> None:
+        """One row; `encoder` names whose per-query encoding seconds its end-to-end latency adds (None: none)."""
+        encoding = self.encoding[encoder] if encoder is not None else None
+        self.rows.append(row(name, figures, size, self.n, self.relevant, exact, encoder, encoding))
+
+    def add_dense(self, name: str, figures: dict[str, Any], size: int | None) -> None:
+        """A dense row: its overlap@10 is against the first dense row, the Faiss flat scan (exact inner products)."""
+        self.add(name, figures, size, None, DENSE_TORCH)
+        first = next(r for r in self.rows if r["system"].startswith("dense"))
+        self.rows[-1]["overlap@10"] = overlap(self.rows[-1]["_results"], first["_results"])
 
     def run(self) -> list[dict[str, Any]]:
         from lexlip_es.local.opensearch import start_opensearch
@@ -424,7 +470,75 @@ class Systems:
                 self.sparsified(client, top_k, exact)
         finally:
             engine.stop()
+        if self.args.elasticsearch:
+            self.elasticsearch(exact)
         return self.rows
+
+    def elasticsearch(self, exact: ExactTop) -> None:
+        """The same HTTP path for both kinds: the dense twin in Elasticsearch's own `dense_vector` (HNSW kNN, and the
+        `flat` index type, its exact brute-force kNN) beside LexLIP's `rank_features` in the same node."""
+        from elasticsearch import Elasticsearch
+
+        from lexlip_es.local.elasticsearch import start_elasticsearch
+
+        engine = start_elasticsearch(self.settings, heap_mb=self.args.heap_mb)
+        try:
+            client = Elasticsearch(engine.url, request_timeout=3600)
+            for kind in ("hnsw", "flat"):
+                self.elasticsearch_dense(client, kind)
+            self.elasticsearch_lexlip(client, exact)
+        finally:
+            engine.stop()
+
+    def elasticsearch_dense(self, client: Any, kind: str) -> None:
+        """The dense twin as a `dense_vector` field: `hnsw` with Faiss's graph settings (m 32, ef_construction 200,
+        128 candidates a query) or `flat` (every vector scored), searched with the `knn` option."""
+        from elasticsearch import helpers
+
+        clock, name, dims = time.monotonic(), f"t2-dense-{kind}", int(self.dense_docs.shape[1])
+        norms = np.linalg.norm(self.dense_docs, axis=1)
+        similarity = "dot_product" if np.allclose(norms, 1.0, atol=1e-3) else "cosine"
+        options: dict[str, Any] = {"type": kind}
+        if kind == "hnsw":
+            options.update(m=32, ef_construction=200)
+        vector = {"type": "dense_vector", "dims": dims, "index": True, "similarity": similarity}
+        mappings = {"_source": {"enabled": False}, "properties": {"v": {**vector, "index_options": options}}}
+        if client.indices.exists(index=name):
+            client.indices.delete(index=name)
+        client.indices.create(
+            index=name, mappings=mappings, settings={"number_of_replicas": 0, "refresh_interval": "-1"}
+        )
+        actions = ({"_index": name, "_id": i, "v": v.tolist()} for i, v in zip(self.ids, self.dense_docs, strict=True))
+        helpers.bulk(client, actions, chunk_size=2000, request_timeout=3600)
+        size = force_merge(client, name)
+        FILES[f"Elasticsearch dense {kind}"] = lucene_files(client, name)
+        step(f"Elasticsearch dense {kind} index + force-merge", clock)
+
+        def search(q: int) -> list[str]:
+            knn = {"field": "v", "query_vector": self.dense_queries[q].tolist(), "k": K, "num_candidates": 128}
+            found = client.search(index=name, knn=knn, size=K, source=False, track_total_hits=False)
+            return [h["_id"] for h in found["hits"]["hits"]]
+
+        clock = time.monotonic()
+        label = "HNSW kNN" if kind == "hnsw" else "flat (exact) kNN"
+        self.add_dense(f"dense twin, Elasticsearch {label}", measure(search, self.nq), size)
+        client.indices.delete(index=name)
+        step(f"Elasticsearch dense {kind}", clock)
+
+    def elasticsearch_lexlip(self, client: Any, exact: ExactTop) -> None:
+        """LexLIP in the same Elasticsearch node, exact mode, as a `sparse_vector` field: the node we run has no
+        mapper-extras module, which holds `rank_features` there."""
+        from lexlip_es.search import LexSearch
+
+        clock = time.monotonic()
+        size = engine_index(client, "t2-lexlip-es", self.docs, self.ids, self.model_id, "sparse_vector")
+        FILES["Elasticsearch exact"] = lucene_files(client, "t2-lexlip-es")
+        step("Elasticsearch LexLIP index + force-merge", clock)
+        clock = time.monotonic()
+        search = LexSearch(client, "t2-lexlip-es", source=False)
+        self.add("LexLIP Elasticsearch sparse_vector, exact", self.searched(search), size, exact)
+        client.indices.delete(index="t2-lexlip-es")
+        step("Elasticsearch LexLIP exact", clock)
 
     def exact_scorer(self) -> ExactTop:
         """The scipy exact scorer: the reference top 10 every LexLIP row is compared with."""
@@ -454,7 +568,7 @@ class Systems:
                 index.hnsw.efSearch = 128
             size = len(faiss.serialize_index(index))
             figures = measure(lambda q, index=index: self.nearest(index, q), self.nq)
-            self.add(name, figures, size, None)
+            self.add_dense(name, figures, size)
             step(name, clock)
 
     def nearest(self, index: Any, q: int) -> list[str]:
@@ -474,7 +588,11 @@ class Systems:
         figures.pop("results")
         name = f"dense flat (Faiss), {dims}-d random vectors: speed only"
         size = index.ntotal * dims * 4
-        self.rows.append({"system": name, **figures, "index_bytes": size, "bytes_per_image": size / n, **NO_QUALITY})
+        figures.pop("latencies")
+        unmeasured = {"encoder": "-", "p50_ms_with_encoding": None}
+        self.rows.append(
+            {"system": name, **figures, **unmeasured, "index_bytes": size, "bytes_per_image": size / n, **NO_QUALITY}
+        )
         step(name, clock)
 
     def anserini(self, exact: ExactTop) -> None:
@@ -490,7 +608,8 @@ class Systems:
         seconds: dict[str, float] = {}
         found = Anserini(self.settings).search(folder, [(str(q), v) for q, v in enumerate(self.queries)], K, seconds)
         results = [[d for d, _ in found[str(q)]] for q in range(self.nq)]
-        figures = {"results": results, **latency_figures(list(seconds.values())), "qps_4_clients": None}
+        latencies = [seconds[str(q)] for q in range(self.nq)]
+        figures = {"results": results, "latencies": latencies, **latency_figures(latencies), "qps_4_clients": None}
         self.add("LexLIP Anserini impact", figures, directory_bytes(folder), exact)
         FILES["Anserini"] = directory_files(folder)
         step("Anserini (index + search)", clock)
@@ -504,7 +623,7 @@ class Systems:
         from lexlip_es.search import LexSearch
 
         clock = time.monotonic()
-        size = opensearch_index(client, "t2-lexlip", self.docs, self.ids, self.model_id)
+        size = engine_index(client, "t2-lexlip", self.docs, self.ids, self.model_id)
         FILES["OpenSearch exact"] = lucene_files(client, "t2-lexlip")
         step("OpenSearch index + force-merge", clock)
         clock = time.monotonic()
@@ -523,7 +642,7 @@ class Systems:
         from lexlip_es.search import LexSearch
 
         clock = time.monotonic()
-        size = opensearch_index(client, "t2-impact", self.docs, self.ids, self.model_id, field_type="impact")
+        size = engine_index(client, "t2-impact", self.docs, self.ids, self.model_id, field_type="impact")
         FILES["OpenSearch impact"] = lucene_files(client, "t2-impact")
         step("OpenSearch impact index + force-merge", clock)
         for name, mode in [("exact", None), ("fast 16:1000", FastMode(16, 1000))]:
@@ -559,7 +678,7 @@ class Systems:
             }
             return [h["_id"] for h in client.search(index=index, body=body)["hits"]["hits"]]
 
-        self.add("BM25 over captions (OpenSearch)", measure(search, self.nq), size, None)
+        self.add("BM25 over captions (OpenSearch)", measure(search, self.nq), size, None, encoder=None)
         step("BM25", clock)
 
     def sparsified(self, client: Any, top_k: int, exact: ExactTop) -> None:
@@ -568,7 +687,7 @@ class Systems:
 
         clock, name = time.monotonic(), f"t2-lexlip-top{top_k}"
         cut = [dict(sorted(v.items(), key=lambda t: (-t[1], t[0]))[:top_k]) for v in self.docs]
-        size = opensearch_index(client, name, cut, self.ids, self.model_id)
+        size = engine_index(client, name, cut, self.ids, self.model_id)
         self.add(
             f"LexLIP OpenSearch, documents top-{top_k}",
             self.searched(LexSearch(client, name, source=False)),
@@ -579,7 +698,13 @@ class Systems:
         step(f"sparsify top-{top_k}", clock)
 
 
-def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id: str, shape: dict[str, float]) -> None:
+def write_results(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    model_id: str,
+    shape: dict[str, float],
+    encoding: dict[str, list[float]],
+) -> None:
     import faiss
     import torch
 
@@ -598,6 +723,9 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
         f"Faiss {faiss.__version__}, torch {torch.__version__}, Python {platform.python_version()}",
         "LexLIP model": model_id,
         "lexicon shape": shape,
+        "query encoding p50 ms, one query at a time, one thread": {
+            name: round(float(np.percentile(np.asarray(seconds) * 1000, 50)), 2) for name, seconds in encoding.items()
+        },
         "step seconds": STEPS,
     }
 
@@ -609,20 +737,28 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
         "",
         *(f"- {k}: {v}" for k, v in header.items()),
         "",
-        "| system | QPS | p50 ms | p95 ms | p99 ms | QPS 4 clients | index MB | bytes/image | R@1 | R@5 | R@10 | "
-        "top-10 overlap with exact | same, ties counted | speed-up vs dense flat | size vs dense flat |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | QPS | p50 ms | p95 ms | p99 ms | QPS 4 clients | query encoder | p50 ms with encoding | index MB | "
+        "bytes/image | R@1 | R@5 | R@10 | top-10 overlap with exact | same, ties counted | speed-up vs dense flat | "
+        "size vs dense flat |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['system']} | {r['qps']:.1f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | "
-            f"{fmt(r['qps_4_clients'], '.1f')} | {fmt(r['index_bytes'] and r['index_bytes'] / 2**20, '.1f')} | "
+            f"{fmt(r['qps_4_clients'], '.1f')} | {r['encoder']} | {fmt(r['p50_ms_with_encoding'], '.2f')} | "
+            f"{fmt(r['index_bytes'] and r['index_bytes'] / 2**20, '.1f')} | "
             f"{fmt(r['bytes_per_image'], '.0f')} | {fmt(r['R@1'], '.3f')} | {fmt(r['R@5'], '.3f')} | "
             f"{fmt(r['R@10'], '.3f')} | "
             f"{fmt(r['overlap@10'], '.3f')} | {fmt(r['tied@10'], '.3f')} | {r['speedup_vs_dense_flat']:.3g}x | "
             f"{fmt(r['size_vs_dense_flat'], '.2f')} |"
         )
     lines += ["", "Anserini's latencies are its search calls inside one JVM (no HTTP); it has no 4-client figure."]
+    lines += ["", "Top-10 overlap of a dense row: with the Faiss flat scan's top 10 (exact inner products)."]
+    lines += [
+        "",
+        "p50 ms with encoding: the median over queries of (encoding + search) of the same query; LexLIP rows through "
+        "ONNX Runtime, the dense twin through torch (it has no ONNX export), BM25 none (the engine analyses the text).",
+    ]
     lines += ["", "Bytes by Lucene file kind (doc = postings, the weights as frequencies; fdt = stored fields):", ""]
     for system, files in FILES.items():
         lines.append(f"- {system}: " + ", ".join(f"{k} {v:,}" for k, v in files.items() if v >= 1024))
@@ -635,27 +771,6 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], model_id
     )
     plot(stem.with_suffix(".png"), public, args.n)
     print("\n".join(lines))
-
-
-def plot(path: Path, rows: list[dict[str, Any]], n: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 5.5))
-    markers = "osD^v<>phX*P"
-    for i, r in enumerate(r for r in rows if r["R@1"] is not None):
-        ax.scatter(r["qps"], r["R@1"], s=40, marker=markers[i % len(markers)], label=f"{i + 1}. {r['system']}")
-        ax.annotate(str(i + 1), (r["qps"], r["R@1"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    ax.set_xscale("log")
-    ax.set_xlabel("queries per second, one client (log scale)")
-    ax.set_ylabel("text-to-image R@1")
-    ax.set_title(f"QPS against R@1, {n:,} images")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,11 @@ class LossConfig:
     category word of many other items ("people", "objects") costs almost nothing where it is wrong and becomes one
     of the image's heaviest tokens; this ranks the item's words first and leaves expansions their place after
     them (0: off)."""
+    hub_words: float = 0.0
+    """Image side: weight of a FLOPS-like penalty on the batch's *wrong* lexicon mass, the squared mean over the
+    batch of each content column's L2-normalised weight on images whose captions lack that word, summed over
+    columns. The square makes a column wrongly on across many images (a shared code such as "trophy" on cups,
+    suits and saxophones) cost far more than one wrong on a few; the item's own words are left alone (0: off)."""
     words_only: bool = False
     """Train everything that is not a word *off*, on both sides: stop words, one-character pieces and tokens in more
     than `max_df` of the training images' captions get target 0 in the bag-of-words losses (instead of being left
@@ -103,7 +108,13 @@ class LossConfig:
         return cls(**data)
 
     def __post_init__(self) -> None:
-        grounded = self.image_words > 0 or self.image_weights > 0 or self.caption_words > 0 or self.own_tokens > 0
+        grounded = (
+            self.image_words > 0
+            or self.image_weights > 0
+            or self.hub_words > 0
+            or self.caption_words > 0
+            or self.own_tokens > 0
+        )
         if grounded and self.negatives is None:
             raise ValueError("the bag-of-words losses and own_tokens need the active vocabulary (set negatives)")
         if not 0.0 < self.max_df <= 1.0:
@@ -161,6 +172,13 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def flops(p: torch.Tensor) -> torch.Tensor:
     """SPLADE's FLOPS regulariser: sum over the vocabulary of the squared mean activation."""
     return (p.abs().mean(dim=0) ** 2).sum()
+
+
+def hub_penalty(p: torch.Tensor, wanted: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """FLOPS over the *wrong* part of L2-normalised lexicons (B x A): each content column's mean weight on the rows
+    that should not hold it, squared, summed. A column wrong on every row costs B times what the same mass on one
+    row costs; a row's own words (wanted 1) and non-content columns cost nothing."""
+    return flops(F.normalize(p, dim=-1) * (1 - wanted) * content)
 
 
 def quantized_nnz(p: torch.Tensor, scale: float = 100.0) -> torch.Tensor:
@@ -359,6 +377,8 @@ class Pretrainer(nn.Module):
             terms["image_words"] = cfg.image_words * words_loss(
                 image_logits.amax(dim=1), targets.image_words, targets, cfg.balanced_words, cfg.hard_words
             )
+        if cfg.hub_words > 0:
+            terms["hub_words"] = cfg.hub_words * hub_penalty(p_image, targets.image_words, targets.content)
         if cfg.image_weights > 0:
             got, wanted = p_image * targets.content, targets.image_weights
             if cfg.weights_direction:

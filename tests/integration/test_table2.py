@@ -1,5 +1,5 @@
 """`benchmarks/table2.py` end to end on a small corpus: the one command that reproduces the shape of the paper's Table 2
-runs every system (its own OpenSearch node, Anserini, Faiss) and writes its table, JSON and plot.
+runs every system (its own OpenSearch and Elasticsearch nodes, Anserini, Faiss) and writes its table, JSON and plot.
 
 The checkpoints are fresh seeded `tiny` models, so recall means nothing here; what must hold is agreement: the exact
 integer systems (Anserini, the OpenSearch impact field) return the exact scorer's top 10 id for id.
@@ -53,10 +53,24 @@ def test_table2_runs_every_system_and_the_exact_ones_agree(tmp_path: Path, setti
         "LexLIP OpenSearch impact field, fast 16:1000",
         "BM25 over captions (OpenSearch)",
         "LexLIP OpenSearch, documents top-16",
+        "dense twin, Elasticsearch HNSW kNN",
+        "dense twin, Elasticsearch flat (exact) kNN",
+        "LexLIP Elasticsearch sparse_vector, exact",
     }
     for name in ("LexLIP Anserini impact", "LexLIP OpenSearch impact field, exact"):
         assert rows[name]["overlap@10"] == 1.0, name  # exact integer scores, ties by id: the exact top 10 itself
-    assert rows["LexLIP OpenSearch exact"]["tied@10"] >= 0.95  # rank_features keeps 9 bits of each weight
+    for name in ("LexLIP OpenSearch exact", "LexLIP Elasticsearch sparse_vector, exact"):
+        assert rows[name]["tied@10"] >= 0.95, name  # both fields keep 9 bits of each weight
+    # Elasticsearch's flat kNN scores every vector: the Faiss flat scan's top 10 (float ties aside)
+    assert rows["dense twin, Elasticsearch flat (exact) kNN"]["overlap@10"] >= 0.95
+    encoders = report["header"]["query encoding p50 ms, one query at a time, one thread"]
+    assert set(encoders) == {"LexLIP torch", "LexLIP ONNX", "dense torch"} and min(encoders.values()) > 0
+    for name, row in rows.items():
+        expected = "none" if name.startswith("BM25") else "-" if "speed only" in name else None
+        expected = expected or ("LexLIP ONNX" if name.startswith("LexLIP") else "dense torch")
+        assert row["encoder"] == expected, name
+        if expected not in ("none", "-"):
+            assert row["p50_ms_with_encoding"] > row["p50_ms"], name
     for name, row in rows.items():
         assert row["qps"] > 0 and row["p50_ms"] <= row["p99_ms"], name
         if row.get("R@10") is not None:

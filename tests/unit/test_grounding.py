@@ -18,7 +18,7 @@ from lexlip_es.model import create_model, create_tokenizer, get_config
 from lexlip_es.sparse import SparseVector, Vocabulary
 from trainer.data.shapes import generate_shapes
 from trainer.loop import TrainConfig, train
-from trainer.objectives import LossConfig, Pretrainer
+from trainer.objectives import LossConfig, Pretrainer, hub_penalty
 from trainer.vocabulary import ActiveVocabulary, bm25_weights
 
 VOCAB = Vocabulary(["[PAD]", "[CLS]", "red", "circle", "the", "a", "##s", "blue", "star", "tyson", ",", "top"])
@@ -315,3 +315,23 @@ def test_grounding_by_group_splits_the_images_by_their_label() -> None:
         "stars": {"images": 1, "grounding@10_image": 0.0},
     }
     assert grounding_by_label(Words(), images, [Pair(p.image, p.captions, p.image_id) for p in pairs]) == {}
+
+
+def test_hub_penalty_charges_a_column_wrong_across_the_batch_more_than_scattered_mistakes() -> None:
+    content = torch.ones(4, 6)
+    wanted = torch.zeros(4, 6)
+    wanted[:, 0] = 1.0  # every row's own word is column 0
+    hub = torch.zeros(4, 6)
+    hub[:, 0], hub[:, 1] = 1.0, 1.0  # the same wrong column on every row
+    scattered = torch.zeros(4, 6)
+    scattered[:, 0] = 1.0
+    scattered[torch.arange(4), torch.arange(4) + 2] = 1.0  # one wrong column each, all different
+    w = 1 / 2**0.5  # each row normalised: own word and one wrong word at 1/sqrt(2)
+    assert torch.isclose(hub_penalty(hub, wanted, content), torch.tensor(w**2))
+    assert torch.isclose(hub_penalty(scattered, wanted, content), torch.tensor(4 * (w / 4) ** 2))
+    own_only = torch.zeros(4, 6)
+    own_only[:, 0] = 2.0
+    assert hub_penalty(own_only, wanted, content) == 0
+    not_content = content.clone()
+    not_content[:, 1] = 0.0  # a stop word's column is left to the other terms
+    assert hub_penalty(hub, wanted, not_content) == 0
