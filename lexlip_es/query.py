@@ -77,6 +77,12 @@ def lexicon_clause(flavor: str, field_type: str, field: str, weights: Mapping[st
     return rank_feature_query(field, weights)
 
 
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise QueryError(f"k must be a positive integer, got {k!r}")
+    return k
+
+
 def search_body(
     clause: Mapping[str, Any],
     k: int,
@@ -91,8 +97,7 @@ def search_body(
 
     With `tie_break_field`, equal scores are ordered by that keyword field, so every engine returns the same top k.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise QueryError(f"k must be a positive integer, got {k!r}")
+    check_k(k)
     if "bool" in clause and not filters:
         query: dict[str, Any] = dict(clause)
     else:

@@ -27,6 +27,7 @@ from lexlip_es.tokenizer import trim_padding
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images
 from trainer.frozen import FrozenStem, stem_features
 from trainer.objectives import PHASES, DenseObjective, LossConfig, Pretrainer
+from trainer.sparse_rows import LazyAdamW, clip_grad_norm, sparse_row_matrices
 from trainer.state import load_state, save_state
 from trainer.vocabulary import ActiveVocabulary
 
@@ -69,6 +70,8 @@ class TrainConfig:
     text_weights: str | None = None  # a transformers folder (or weights source) starting the text tower + tokenizer
     vision_weights: str | None = None  # a timm folder (or weights source, e.g. efficientnet:lite0) for the vision tower
     cache_dir: str | None = None  # where converted weights are kept (the CLI passes Settings.cache_dir)
+    sparse_rows: bool = True  # on the active vocabulary, one process: vocabulary rows trained lazily (sparse_rows.py)
+    packed_text: bool = True  # the text tower (and its vocabulary head) over real tokens only (model/packed.py)
     losses: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -179,6 +182,9 @@ def train(config: TrainConfig, echo: Any = print) -> Path:
     losses = config.loss_config()
     encoder = build_encoder(config, say)
     objective = build_objective(config, encoder, losses)
+    if config.sparse_rows and config.kind == "lexlip" and losses.negatives is not None and world == 1:
+        sparse_row_matrices(encoder.model)
+        objective.sparse_rows = True
     blocks = config.frozen_vision_blocks
     stem = FrozenStem(encoder.model.visual, blocks) if blocks is not None else None
     optimizer, params = build_optimizer(config, objective)
@@ -226,15 +232,17 @@ def build_objective(config: TrainConfig, encoder: Any, losses: LossConfig) -> An
     else:
         objective = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids(), config.steps)
     objective = objective.to(encoder.device)
+    objective.packed = config.packed_text
     objective.train()
     return objective
 
 
 def build_optimizer(config: TrainConfig, objective: Any) -> tuple[torch.optim.Optimizer, list[torch.nn.Parameter]]:
-    """AdamW over the parameter groups (heads at `lr`, tower bodies at `tower_lr`), and every trained parameter."""
+    """AdamW over the parameter groups (heads at `lr`, tower bodies at `tower_lr`), and every trained parameter;
+    parameters with sparse gradients (`sparse_rows`) are updated row by row."""
     groups = parameter_groups(objective, config.lr, config.tower_lr)
     params = [p for group in groups for p in group["params"]]
-    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay), params
+    return LazyAdamW(groups, lr=config.lr, weight_decay=config.weight_decay), params
 
 
 def lr_factor(config: TrainConfig, step: int, elapsed: float = 0.0) -> float:
@@ -369,7 +377,7 @@ class Steps:
             for key, value in self._forward_backward(self._next_batch()).items():
                 logged[key] = logged.get(key, 0.0) + float(value.detach()) / c.grad_accum
         self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.clip) if c.clip > 0 else torch.tensor(0.0)
+        grad_norm = clip_grad_norm(self.params, c.clip) if c.clip > 0 else torch.tensor(0.0)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.objective.momentum_update()

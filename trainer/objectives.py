@@ -244,6 +244,10 @@ class Pretrainer(nn.Module):
         self.model = model
         self.losses = losses
         self.total_steps = total_steps
+        self.sparse_rows = False
+        """Read the vocabulary heads' rows as sparse lookups (trainer/sparse_rows.py; set by the training loop)."""
+        self.packed = False
+        """Run the text tower and its vocabulary head over the real tokens only (model/packed.py)."""
         hidden = model.text.config.hidden_size
         heads = model.text.config.num_attention_heads
         self.masker = WholeWordMasker(tokens, special_ids, tokens.index("[MASK]"))
@@ -311,7 +315,7 @@ class Pretrainer(nn.Module):
         embeddings = torch.cat([b.unsqueeze(1), embeddings[:, 1:]], dim=1)  # b replaces [CLS]
         hidden = decoder(embeddings, padding=~mask.bool())
         scored = labels != IGNORE  # the vocabulary head only where there is something to predict
-        logits = vocabulary_logits(self.model.text.cls.predictions, hidden[scored], columns)
+        logits = vocabulary_logits(self.model.text.cls.predictions, hidden[scored], columns, self.sparse_rows)
         return F.cross_entropy(logits, labels[scored])
 
     def _flops_weight(self) -> float:
@@ -418,10 +422,15 @@ class Pretrainer(nn.Module):
             raise ValueError("this objective trains on the active vocabulary: pass the step's LexiconTargets")
         image_hidden = model.image_hidden(pixels)
         needs_text = cfg.contrastive or cfg.momentum or cfg.caption_words > 0 or cfg.dense_weight > 0
-        text_hidden = model.text_hidden(ids, mask) if needs_text else None
+        packed, packing = None, None
+        if needs_text and self.packed:
+            packed, packing = model.text_hidden_packed(ids, mask)
+            text_hidden: torch.Tensor | None = packing.pad(packed)
+        else:
+            text_hidden = model.text_hidden(ids, mask) if needs_text else None
         columns = targets.columns if targets is not None else None
         vocab_mask = model.vocab_mask if columns is None else model.vocab_mask[columns]
-        image_logits = vocabulary_logits(model.visual_head, image_hidden, columns)
+        image_logits = vocabulary_logits(model.visual_head, image_hidden, columns, self.sparse_rows)
         p_image = sparse_pool(image_logits, None, vocab_mask)
         terms = self._mlm_terms(image_logits, ids, mask, generator, columns)
         dense = self._dense_scores(image_hidden, text_hidden, mask) if text_hidden is not None else None
@@ -429,7 +438,11 @@ class Pretrainer(nn.Module):
             terms["dense"] = cfg.dense_weight * symmetric_cross_entropy(dense / cfg.temperature)
         stats: dict[str, torch.Tensor] = {}
         if text_hidden is not None:
-            text_logits = vocabulary_logits(model.text.cls.predictions, text_hidden, columns)
+            head = model.text.cls.predictions
+            if packed is not None and packing is not None:
+                text_logits = packing.pad(vocabulary_logits(head, packed, columns, self.sparse_rows))
+            else:
+                text_logits = vocabulary_logits(head, text_hidden, columns, self.sparse_rows)
             p_text = sparse_pool(text_logits, mask, vocab_mask)
             if targets is not None:
                 terms.update(self._word_terms(image_logits, p_image, text_logits, mask, targets))
@@ -532,6 +545,8 @@ class DenseObjective(nn.Module):
         super().__init__()
         self.model: Any = model
         self.temperature = temperature
+        self.packed = False
+        """Run the text tower over the real tokens only (model/packed.py)."""
         self.step: torch.Tensor
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
@@ -544,7 +559,7 @@ class DenseObjective(nn.Module):
         targets: LexiconTargets | None = None,
     ) -> dict[str, torch.Tensor]:
         loss = symmetric_contrastive(
-            self.model.encode_image(pixels), self.model.encode_text(ids, mask), self.temperature
+            self.model.encode_image(pixels), self.model.encode_text(ids, mask, self.packed), self.temperature
         )
         return {"loss": loss, "contrastive": loss.detach()}
 

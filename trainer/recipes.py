@@ -109,12 +109,13 @@ class EmojiRecipe(Recipe):
     head fine-tuned at `tower_lr`; the vocabulary head reads the mean of the feature-map cells) and MiniLM-L6
     (fine-tuned at `tower_lr`) under fresh vocabulary heads at `lr`; batches of 64 at 128 px with skin-tone siblings
     two at a time; the lexicons distil the auxiliary dense term's scores, and shared codes on the image side cost
-    their square (`hub_words`). About 7.5 minutes on 2 CPU cores. Measured figures: benchmarks/results/emoji.md."""
+    their square (`hub_words`). About 5.5 minutes on 2 CPU cores. Measured figures: benchmarks/results/emoji.md."""
 
     name: ClassVar[str] = "emoji"
-    # 300 steps (about 6.8 minutes of loop): at 160 the same losses gave t2i R@1 0.390 and grounding@10 0.574, at 200
-    # 0.392 and 0.578, at 300 0.434 and 0.601
-    steps: int = 300
+    # 320 steps (about 5.2 minutes of loop with the padding-free text tower and row-sparse heads, ~1 s a step): at
+    # 160 the same losses gave t2i R@1 0.390 and grounding@10 0.574, at 200 0.392 and 0.578, at 300 0.429 and 0.598,
+    # at 320 0.430 and 0.614, at 350 0.398 and 0.605 (16 words an image: the hub penalty keeps thinning them)
+    steps: int = 320
     batch_size: int = 64
     lr: float = 4e-3
     tower_lr: float | None = 3e-4

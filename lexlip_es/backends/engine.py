@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lexlip_es.backends.base import Contribution, SearchHit, VectorBackend, by_score, check_vector, sort_hits
@@ -22,7 +22,7 @@ from lexlip_es.features import (
 )
 from lexlip_es.hybrid import combine, text_contributions
 from lexlip_es.mapping import ID_FIELD, LEXICON_FIELDS, MODEL_FIELD, Flavor, LexiconLayout
-from lexlip_es.query import lexicon_clause, search_body
+from lexlip_es.query import check_k, lexicon_clause, search_body
 
 _FEATURE_IN_EXPLANATION = re.compile(r"for the (\S+) feature")
 _TERM_IN_EXPLANATION = re.compile(r"^weight\(\S+?:(\S+) in \d+\)")
@@ -63,6 +63,12 @@ class FastMode:
 MAX_RESULT_WINDOW = 10_000
 """OpenSearch's and Elasticsearch's default `index.max_result_window`: from + size beyond it is refused."""
 
+TIE_MARGIN = 10
+"""Exact mode asks for k + TIE_MARGIN hits ordered by score alone, which lets Lucene skip documents that cannot
+reach the top (MaxScore/WAND over the terms' impacts), and orders equal scores by id itself. Only when the hits
+tied with the k-th run to the end of that answer (their order among the rest is unknown) does it ask again with
+the engine's sort by [score, id], which scores every match (benchmarks/results/table2-*.md: the `sort` cost)."""
+
 
 @dataclass
 class EngineQueries:
@@ -83,10 +89,12 @@ class EngineQueries:
         min_score: float | None = None,
         after: SearchHit | None = None,
         text: Mapping[str, Any] | None = None,
+        by_id: bool = False,
     ) -> dict[str, Any]:
         """The `_search` body; `after` (the last hit of the previous page) asks for the page after it; `text` is a
-        hybrid search's BM25 clause, added to the lexicon's score (`vector` may then be empty)."""
-        if isinstance(k, int) and not isinstance(k, bool) and k > MAX_RESULT_WINDOW:
+        hybrid search's BM25 clause, added to the lexicon's score (`vector` may then be empty). With the tie-break,
+        a first page is a probe sorted by score alone (TIE_MARGIN); `by_id` (or `after`) sorts by [score, id]."""
+        if check_k(k) > MAX_RESULT_WINDOW:
             raise QueryError(
                 f"k={k:,} is beyond the engine's result window of {MAX_RESULT_WINDOW:,} hits "
                 "(index.max_result_window): ask for pages, passing the last hit as after="
@@ -103,13 +111,14 @@ class EngineQueries:
                 self._sort_of(after)
             return self._fast_body(weights, k, field, [model_filter, *filters], min_score, text)
         clause = combine(self._lexicon_clause(field, weights), text)
+        probe = self.tie_break and after is None and not by_id
         body = search_body(
             clause,
-            k,
+            min(k + TIE_MARGIN, MAX_RESULT_WINDOW) if probe else k,
             filters=[model_filter, *filters],
             min_score=min_score,
             source=self.source,
-            tie_break_field=ID_FIELD if self.tie_break else None,
+            tie_break_field=ID_FIELD if self.tie_break and not probe else None,
         )
         if after is not None:
             body["search_after"] = list(self._sort_of(after))
@@ -157,13 +166,24 @@ class EngineQueries:
         }
         return body
 
+    def spilled(self, body: Mapping[str, Any], response: Mapping[str, Any], k: int) -> bool:
+        """A probe's answer (tie-break, sorted by score alone) whose hits tied with the k-th run to its end: which
+        of the tied documents come first by id is unknown, so the search must be asked again `by_id`."""
+        if not self.tie_break or "sort" in body or "rescore" in body:
+            return False
+        raw = response["hits"]["hits"]
+        return len(raw) > k and len(raw) >= body["size"] and float(raw[-1]["_score"]) >= float(raw[k - 1]["_score"])
+
     def hits(
         self,
         response: Mapping[str, Any],
         field: str,
         vector: Mapping[str, float],
         text: Mapping[str, Any] | None = None,
+        k: int | None = None,
     ) -> list[SearchHit]:
+        """The answer's hits, score descending then id ascending, at most `k`. Engine-sorted answers come in that
+        order with their sort values; others are ordered here, and with the tie-break get (score, id) as theirs."""
         query = top_terms(dict(vector), self.max_terms)
         hits = [
             SearchHit(
@@ -178,7 +198,11 @@ class EngineQueries:
             )
             for h in response["hits"]["hits"]
         ]
-        return hits if self.tie_break and self.fast is None else sort_hits(hits)
+        if hits and hits[0].sort:
+            return hits
+        if self.tie_break:
+            hits = [replace(h, sort=(h.score, h.id)) for h in hits]
+        return sort_hits(hits)[:k]
 
     def request(self, body: Mapping[str, Any], **params: Any) -> dict[str, Any]:
         """Keyword arguments for a client call: opensearch-py takes `body=`, the elasticsearch client the fields."""
@@ -267,23 +291,33 @@ class EngineBackend(VectorBackend):
         body = self.q.body(vector, k, field, filters, min_score, after, text)
         with engine_errors(f"searching {self.q.index!r}", self.q.index):
             response = self.client.search(**self.q.search_request(body))
-        return self.q.hits(response, field, vector, text)
+            if self.q.spilled(body, response, k):
+                body = self.q.body(vector, k, field, filters, min_score, after, text, by_id=True)
+                response = self.client.search(**self.q.search_request(body))
+        return self.q.hits(response, field, vector, text, k)
 
     def search_many(
         self, queries: Sequence[Mapping[str, float]], k: int, field: str = "image_lexicon"
     ) -> list[list[SearchHit]]:
         bodies = [self.q.body(v, k, field) for v in queries]
+        answers = self._msearch(bodies)
+        again = [i for i, (b, a) in enumerate(zip(bodies, answers, strict=True)) if self.q.spilled(b, a, k)]
+        if again:
+            redone = self._msearch([self.q.body(queries[i], k, field, by_id=True) for i in again])
+            for i, answer in zip(again, redone, strict=True):
+                answers[i] = answer
+        return [self.q.hits(a, field, v, k=k) for v, a in zip(queries, answers, strict=True)]
+
+    def _msearch(self, bodies: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         with engine_errors(f"searching {self.q.index!r}", self.q.index):
             if self.q.flavor == "opensearch":
                 response = self.client.msearch(body=self.q.msearch_lines(bodies))
             else:
                 response = self.client.msearch(searches=self.q.msearch_lines(bodies))
-        out = []
-        for vector, item in zip(queries, response["responses"], strict=True):
+        for item in response["responses"]:
             if "error" in item:
                 raise QueryError(f"searching {self.q.index!r}: {item['error']}")
-            out.append(self.q.hits(item, field, vector))
-        return out
+        return list(response["responses"])
 
     def contributions(self, hit: SearchHit) -> list[Contribution]:
         found = self.q.from_source(hit)
@@ -318,7 +352,10 @@ class AsyncEngineBackend:
         body = self.q.body(vector, k, field, filters, min_score, after, text)
         with engine_errors(f"searching {self.q.index!r}", self.q.index):
             response = await self.client.search(**self.q.search_request(body))
-        return self.q.hits(response, field, vector, text)
+            if self.q.spilled(body, response, k):
+                body = self.q.body(vector, k, field, filters, min_score, after, text, by_id=True)
+                response = await self.client.search(**self.q.search_request(body))
+        return self.q.hits(response, field, vector, text, k)
 
     async def contributions(self, hit: SearchHit) -> list[Contribution]:
         found = self.q.from_source(hit)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lexlip_es.model.config import LexLIPConfig
+from lexlip_es.model.packed import packed_bert
 from lexlip_es.model.towers import build_text_encoder, build_visual, visual_width
 
 
@@ -29,8 +30,14 @@ class DenseTwinModel(nn.Module):
         self.text_proj = nn.Linear(self.text.config.hidden_size, config.dense_dim)
         self.visual_proj = nn.Linear(visual_width(self.visual), config.dense_dim)
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.text(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, packed: bool = False) -> torch.Tensor:
+        """The [CLS] token's features, projected and L2-normalised; `packed`: the encoder runs over the real tokens
+        only (model/packed.py, training's padding-free path: the same numbers)."""
+        if packed:
+            tokens, packing = packed_bert(self.text, input_ids, attention_mask)
+            hidden = packing.pad(tokens)[:, 0]
+        else:
+            hidden = self.text(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
         return F.normalize(self.text_proj(hidden), dim=-1)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:

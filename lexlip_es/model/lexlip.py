@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lexlip_es.model.config import LexLIPConfig
+from lexlip_es.model.packed import Packing, packed_bert
 from lexlip_es.model.towers import build_text_mlm, build_visual, visual_width
 
 
@@ -24,13 +25,17 @@ def sparse_pool(logits: torch.Tensor, mask: torch.Tensor | None, vocab_mask: tor
     return torch.log1p(activated.amax(dim=1)) * vocab_mask.to(activated.dtype)
 
 
-def vocabulary_logits(head: Any, hidden: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+def vocabulary_logits(
+    head: Any, hidden: torch.Tensor, columns: torch.Tensor | None = None, sparse: bool = False
+) -> torch.Tensor:
     """A BERT LM prediction head (transform, then decoder) over all of the vocabulary, or only over `columns`: the
-    same numbers for those ids at a fraction of the cost (the decoder is most of a LexLIP step)."""
+    same numbers for those ids at a fraction of the cost (the decoder is most of a LexLIP step). `sparse`: the
+    decoder's gradient holds only the rows of `columns` (training's row-sparse optimizer, trainer/sparse_rows.py)."""
     features = head.transform(hidden)
     if columns is None:
         return F.linear(features, head.decoder.weight, head.bias)
-    return F.linear(features, head.decoder.weight[columns], head.bias[columns])
+    weight = F.embedding(columns, head.decoder.weight, sparse=sparse)
+    return F.linear(features, weight, head.bias[columns])
 
 
 def visual_projection(kind: str, width: int, hidden: int) -> nn.Module:
@@ -80,6 +85,10 @@ class LexLIPModel(nn.Module):
         """B x L x hidden: what the text vocabulary head reads."""
         hidden: torch.Tensor = self.text.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return hidden
+
+    def text_hidden_packed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, Packing]:
+        """N x hidden at the real tokens only, and where they sit (model/packed.py: training's padding-free path)."""
+        return packed_bert(self.text.bert, input_ids, attention_mask)
 
     def image_logits(self, pixel_values: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """B x positions x V logits (or x len(columns)); a CNN's feature-map cells are its positions."""
