@@ -4,7 +4,7 @@ A contrastive batch cannot be grouped by length: emoji captions average 10.8 Wor
 ~23, so more than half of every token-wise layer (the Q/K/V, output and feed-forward projections, layer norms,
 dropout) and of the text vocabulary head would run on padding. Here the token-wise layers run on the packed
 N x hidden real tokens; only attention sees the padded B x L layout (scattered in and gathered back), with padding
-masked as in `BertModel`. The numbers are BertModel's at every real token (tests/unit/test_packed.py).
+masked as in `BertModel`. The numbers are BertModel's at every real token (tests/unit/test_packed_and_sparse_rows.py).
 """
 
 from __future__ import annotations
