@@ -24,6 +24,7 @@ from lexlip_es.errors import LexlipError
 
 ROOT = Path(__file__).resolve().parents[1]
 LEXLIP_DIR, DENSE_DIR = "sparse", "dense"
+WALL_FILE = "wall_seconds"
 
 
 @dataclass(frozen=True)
@@ -175,23 +176,45 @@ def run_lexlip(*args: str, stream: bool = False) -> tuple[str, float]:
     return result.stdout, time.monotonic() - started
 
 
+def finished_seconds(out: Path, settings: dict[str, Any]) -> float | None:
+    """The wall seconds of a finished run in `out` trained with exactly these settings, or None if there is none (no
+    `final` checkpoint, no recorded wall time, or other settings)."""
+    config, wall = out / "train-config.json", out / WALL_FILE
+    if not ((out / "final").is_dir() and config.exists() and wall.exists()):
+        return None
+    written = json.loads(config.read_text(encoding="utf-8"))
+    written.pop("progress", None)
+    return float(wall.read_text(encoding="utf-8")) if written == json.loads(json.dumps(settings)) else None
+
+
 def train_stage(
-    phase: str, data: Path, out: Path, settings: dict[str, Any], *extra: str, stream: bool = False
+    phase: str,
+    data: Path,
+    out: Path,
+    settings: dict[str, Any],
+    *extra: str,
+    stream: bool = False,
+    reuse: bool = False,
 ) -> float:
-    """One `lexlip train PHASE` run writing into `out`; returns its wall seconds."""
+    """One `lexlip train PHASE` run writing into `out`; returns its wall seconds (also written to `out/wall_seconds`).
+    With `reuse`, a finished run in `out` with the same settings is kept and its recorded wall seconds returned."""
+    if reuse and (seconds := finished_seconds(out, settings)) is not None:
+        print(f"reusing the finished run in {out} (same settings, {seconds:.0f} s)", file=sys.stderr)
+        return seconds
     out.mkdir(parents=True, exist_ok=True)
     config = out / "train-config.json"
     config.write_text(json.dumps({"progress": stream, **settings}))
     _, seconds = run_lexlip(
         "train", phase, "--config", str(config), "--data", str(data), "--out", str(out), *extra, stream=stream
     )
+    (out / WALL_FILE).write_text(f"{seconds:.3f}\n", encoding="utf-8")
     return seconds
 
 
-def train_recipe(data: Path, out: Path, recipe: Recipe, stream: bool = True) -> float:
+def train_recipe(data: Path, out: Path, recipe: Recipe, stream: bool = True, reuse: bool = False) -> float:
     """Train the recipe into `out/sparse` (checkpoint `out/sparse/final`); returns the wall seconds."""
     label = f"stage 1/1 grounded LexLIP ({recipe.name})"
-    return train_stage("finetune", data, out / LEXLIP_DIR, recipe.settings(label), stream=stream)
+    return train_stage("finetune", data, out / LEXLIP_DIR, recipe.settings(label), stream=stream, reuse=reuse)
 
 
 def last_record(stage: Path) -> dict[str, Any]:
@@ -209,7 +232,7 @@ def loop_seconds(stage: Path) -> float:
     return float(last_record(stage)["elapsed_s"])
 
 
-def train_dense_twin(data: Path, out: Path, seconds: float, recipe: Recipe) -> float:
+def train_dense_twin(data: Path, out: Path, seconds: float, recipe: Recipe, reuse: bool = False) -> float:
     """The dense twin with `seconds` of training loop (LexLIP's `loop_seconds`), into `out/dense` (`out/dense/final`);
     returns its wall seconds."""
-    return train_stage("finetune", data, out / DENSE_DIR, recipe.dense_settings(seconds), stream=True)
+    return train_stage("finetune", data, out / DENSE_DIR, recipe.dense_settings(seconds), stream=True, reuse=reuse)

@@ -1,9 +1,13 @@
-"""The shapes recipe's settings and the cache key its checkpoints are stored under."""
+"""The shapes recipe's settings, the cache key its checkpoints are stored under, and reuse of a finished run."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 from trainer.loop import TrainConfig
-from trainer.recipes import ShapesRecipe
+from trainer.recipes import WALL_FILE, ShapesRecipe, finished_seconds, train_stage
 
 
 def test_recipe_settings_are_the_measured_ones() -> None:
@@ -76,3 +80,30 @@ def test_loop_seconds_read_the_last_metrics_record(tmp_path) -> None:  # type: i
     rows = [{"step": 8, "elapsed_s": 11.5}, {"step": 16, "elapsed_s": 23.25}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert loop_seconds(tmp_path) == 23.25
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path: Path) -> None:
+    settings = ShapesRecipe().settings()
+    run = tmp_path / "sparse"
+    (run / "final").mkdir(parents=True)
+    (run / "train-config.json").write_text(json.dumps({"progress": True, **settings}))
+    assert finished_seconds(run, settings) is None  # no recorded wall time: not known to have finished
+    (run / WALL_FILE).write_text("123.456\n")
+    assert finished_seconds(run, settings) == 123.456
+    # the progress flag is how it was shown, not what was trained
+    (run / "train-config.json").write_text(json.dumps({"progress": False, **settings}))
+    assert finished_seconds(run, settings) == 123.456
+    assert finished_seconds(run, ShapesRecipe(steps=10).settings()) is None
+    assert finished_seconds(run, ShapesRecipe(extra={"seed": 1}).settings()) is None
+    shutil.rmtree(run / "final")
+    assert finished_seconds(run, settings) is None
+
+
+def test_a_reused_run_is_not_trained_again(tmp_path: Path) -> None:
+    # train_stage would start `lexlip train` (and fail here: no such data) unless it reuses the finished run
+    settings = ShapesRecipe().settings()
+    run = tmp_path / "sparse"
+    (run / "final").mkdir(parents=True)
+    (run / "train-config.json").write_text(json.dumps(settings))
+    (run / WALL_FILE).write_text("42\n")
+    assert train_stage("finetune", tmp_path / "missing.json", run, settings, reuse=True) == 42.0

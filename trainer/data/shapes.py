@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 COLOURS = {
     "red": (215, 35, 35),
@@ -119,17 +123,29 @@ def generate_shapes(
     seed: int = 0,
     image_size: int = 64,
 ) -> Path:
-    """Write images/ and dataset_shapes.json (Karpathy format plus each image's objects) under `out_dir`."""
+    """Write images/ and dataset_shapes.json (Karpathy format plus each image's objects) under `out_dir`.
+
+    Resumable: the objects and captions come from the seed alone and drawing is the cost, so an image file already
+    there is kept (each is written to a temporary name and renamed, so one that exists is whole). Progress (images
+    drawn, per second, time left) goes to stderr."""
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    existing = {entry.name for entry in os.scandir(out / "images")}
     rng = random.Random(seed)
     records = []
     sentid = 0
     splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
+    bar = tqdm(
+        total=len(splits), unit="img", desc="shapes images", file=sys.stderr, mininterval=2.0, dynamic_ncols=True
+    )
     for imgid, split in enumerate(splits):
         objects = sample_objects(rng)
         filename = f"shapes_{imgid:07d}.png"
-        draw(objects, image_size).save(out / "images" / filename, optimize=False, compress_level=1)
+        if filename not in existing:
+            tmp = out / "images" / f".{filename}.tmp"
+            draw(objects, image_size).save(tmp, format="PNG", optimize=False, compress_level=1)
+            tmp.replace(out / "images" / filename)
+        bar.update()
         sentences = [
             {"raw": c, "tokens": c.replace(",", "").split(), "sentid": sentid + k}
             for k, c in enumerate(captions(objects, rng))
@@ -146,6 +162,7 @@ def generate_shapes(
             }
         )
         sentid += len(sentences)
+    bar.close()
     path = out / "dataset_shapes.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"dataset": "shapes", "seed": seed, "images": records}))
