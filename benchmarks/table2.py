@@ -47,6 +47,7 @@ from lexlip_es.settings import Settings
 K = 10
 Vectors = list[dict[str, int]]
 STEPS: dict[str, float] = {}
+ROUND_TRIP: dict[str, dict[str, float]] = {}
 FILES: dict[str, dict[str, int]] = {}
 
 
@@ -535,6 +536,7 @@ class Systems:
         FILES["Elasticsearch exact"] = lucene_files(client, "t2-lexlip-es")
         step("Elasticsearch LexLIP index + force-merge", clock)
         clock = time.monotonic()
+        ROUND_TRIP["Elasticsearch"] = self.round_trip(client, "t2-lexlip-es")
         search = LexSearch(client, "t2-lexlip-es", source=False)
         self.add("LexLIP Elasticsearch sparse_vector, exact", self.searched(search), size, exact)
         client.indices.delete(index="t2-lexlip-es")
@@ -614,6 +616,14 @@ class Systems:
         FILES["Anserini"] = directory_files(folder)
         step("Anserini (index + search)", clock)
 
+    def round_trip(self, client: Any, index: str) -> dict[str, float]:
+        """What a search costs before any posting is read: one client's `match_none` searches on the same index,
+        the floor under every engine row (Anserini's figures are calls inside its JVM, without it)."""
+        search = {"size": K, "query": {"match_none": {}}, "track_total_hits": False, "_source": False}
+        keywords = search if type(client).__module__.startswith("elasticsearch") else {"body": search}
+        figures = measure(lambda q: [h["_id"] for h in client.search(index=index, **keywords)["hits"]["hits"]], self.nq)
+        return {k: round(figures[k], 2) for k in ("qps", "p50_ms", "p95_ms")}
+
     def searched(self, search: Any) -> dict[str, Any]:
         return measure(lambda q: [h.id for h in search.search_vector(self.queries[q], K)], self.nq)
 
@@ -627,6 +637,7 @@ class Systems:
         FILES["OpenSearch exact"] = lucene_files(client, "t2-lexlip")
         step("OpenSearch index + force-merge", clock)
         clock = time.monotonic()
+        ROUND_TRIP["OpenSearch"] = self.round_trip(client, "t2-lexlip")
         self.add("LexLIP OpenSearch exact", self.searched(LexSearch(client, "t2-lexlip", source=False)), size, exact)
         step("OpenSearch exact mode", clock)
         for pair in self.args.fast.split(","):
@@ -726,6 +737,7 @@ def write_results(
         "query encoding p50 ms, one query at a time, one thread": {
             name: round(float(np.percentile(np.asarray(seconds) * 1000, 50)), 2) for name, seconds in encoding.items()
         },
+        "a search matching nothing, one client (the HTTP round trip under every engine row)": ROUND_TRIP,
         "step seconds": STEPS,
     }
 
