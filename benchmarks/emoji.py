@@ -67,6 +67,25 @@ def zero_shot_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def misses_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Where each system's text-to-image misses at rank 1 went: a skin-tone variant of the caption's own emoji, or
+    another emoji."""
+    found = [(r["system"], r["text_to_image_misses"]) for r in rows if "text_to_image_misses" in r]
+    if not found:
+        return []
+    lines = [
+        f"Text-to-image misses at rank 1, by the image ranked first ({found[0][1]['captions']} captions, "
+        f"{found[0][1]['captions_of_an_image_with_family']} of them of an emoji with skin-tone variants, whose "
+        "captions tell the variants apart by their skin-tone words alone):",
+        "",
+        "| system | misses | a skin-tone variant of the same emoji | another emoji |",
+        "|---|---|---|---|",
+    ]
+    for system, m in found:
+        lines.append(f"| {system} | {m['missed']} | {m['to_its_family']} | {m['elsewhere']} |")
+    return lines
+
+
 def grounding_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Image grounding@10 within each emoji group, one column per LexLIP row."""
     found = [(r["system"], r["grounding@10_image_by_group"]) for r in rows if "grounding@10_image_by_group" in r]
@@ -197,6 +216,8 @@ def main() -> None:
         "| system | steps | loop (s) | wall (s) |",
         "|---|---|---|---|",
         *(f"| {r['system']} | {r['steps']} | {r['train_s']:.0f} | {r['wall_s']:.0f} |" for r in rows),
+        "",
+        *misses_lines(rows),
         "",
         "Zero-shot classification of the test images (prompt `an emoji of {label}`; a tie counts as wrong):",
         "",

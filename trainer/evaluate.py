@@ -33,21 +33,59 @@ def ranks_against(scores: npt.NDArray[np.float64], positives: list[list[int]]) -
 
 
 def retrieval_metrics(
-    image_matrix: npt.NDArray[np.float64], caption_matrix: npt.NDArray[np.float64], caption_image: Sequence[int]
+    image_matrix: npt.NDArray[np.float64],
+    caption_matrix: npt.NDArray[np.float64],
+    caption_image: Sequence[int],
+    families: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Text-to-image and image-to-text recall from vector matrices (one row per image / caption)."""
+    """Text-to-image and image-to-text recall from vector matrices (one row per image / caption); with `families`
+    (one per image), where the text-to-image misses at rank 1 went (`misses_by_family`)."""
     scores = caption_matrix @ image_matrix.T  # captions x images
     t2i = ranks_against(scores, [[i] for i in caption_image])
     by_image: list[list[int]] = [[] for _ in range(image_matrix.shape[0])]
     for c, i in enumerate(caption_image):
         by_image[i].append(c)
     i2t = ranks_against(scores.T, by_image)
-    return {
+    result = {
         "text_to_image": recall_at(t2i),
         "image_to_text": recall_at(i2t),
         "images": image_matrix.shape[0],
         "captions": caption_matrix.shape[0],
     }
+    if families is not None:
+        result["text_to_image_misses"] = misses_by_family(scores, caption_image, families)
+    return result
+
+
+def misses_by_family(
+    scores: npt.NDArray[np.float64], caption_image: Sequence[int], families: Sequence[str]
+) -> dict[str, int]:
+    """Text-to-image misses at rank 1 (ties against the model, as in `ranks_against`), split by the best-scoring
+    other image: one of the caption's own image's family (emoji: a skin-tone variant of the same emoji, which a
+    caption tells apart by its skin-tone words alone) or any other image."""
+    owner = np.asarray(caption_image)
+    own = scores[np.arange(len(owner)), owner]
+    others = scores.copy()
+    others[np.arange(len(owner)), owner] = -np.inf
+    rival = others.argmax(axis=1)
+    missed = others[np.arange(len(owner)), rival] >= own
+    family = np.asarray(families)
+    sibling = family[rival] == family[owner]
+    _, member, sizes = np.unique(family, return_inverse=True, return_counts=True)
+    has_family = sizes[member] > 1
+    return {
+        "captions": len(owner),
+        "captions_of_an_image_with_family": int(has_family[owner].sum()),
+        "missed": int(missed.sum()),
+        "to_its_family": int((missed & sibling).sum()),
+        "elsewhere": int((missed & ~sibling).sum()),
+    }
+
+
+def families(pairs: Sequence[Pair], key: str = "base") -> list[str] | None:
+    """Each pair's family (emoji: `base`, the emoji its skin-tone variants share), or None when a pair has none."""
+    found = [p.meta.get(key) for p in pairs]
+    return None if any(f is None for f in found) else [str(f) for f in found]
 
 
 def _flatten(pairs: Sequence[Pair]) -> tuple[list[str], list[int]]:
@@ -71,7 +109,7 @@ def evaluate_sparse(
     texts = encoder.encode_texts(captions, scale=scale, top_k=top_k_text)
     size = len(encoder.vocab)
     image_matrix = sparse_matrix(images, size)
-    result = retrieval_metrics(image_matrix, sparse_matrix(texts, size), owner)
+    result = retrieval_metrics(image_matrix, sparse_matrix(texts, size), owner, families(pairs))
     result["mean_nnz_image"] = float(np.mean([v.nnz for v in images]))
     result["mean_nnz_text"] = float(np.mean([v.nnz for v in texts]))
     result.update(grounding(encoder.tokenizer, images, texts, captions, owner))
@@ -131,7 +169,7 @@ def evaluate_dense(encoder: Any, pairs: Sequence[Pair]) -> dict[str, Any]:
     captions, owner = _flatten(pairs)
     images = np.stack(encoder.encode_images([p.image for p in pairs])).astype(np.float64)
     texts = np.stack(encoder.encode_texts(captions)).astype(np.float64)
-    result = retrieval_metrics(images, texts, owner)
+    result = retrieval_metrics(images, texts, owner, families(pairs))
     result.update(zero_shot(images, lambda p: np.stack(encoder.encode_texts(p)).astype(np.float64), pairs))
     return result
 

@@ -19,7 +19,7 @@ from lexlip_es.local.ports import free_port
 from lexlip_es.sparse import SparseVector
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images, write_webdataset
 from trainer.data.shapes import generate_shapes
-from trainer.evaluate import ranks_against, retrieval_metrics
+from trainer.evaluate import misses_by_family, ranks_against, retrieval_metrics
 from trainer.loop import TrainConfig, _batch_indices, train
 from trainer.masking import IGNORE, WholeWordMasker
 from trainer.objectives import LossConfig, Pretrainer
@@ -310,6 +310,28 @@ def test_recall_counts_ties_against_the_model() -> None:
     ident = np.eye(4)
     perfect = retrieval_metrics(ident, np.repeat(ident, 2, axis=0), [0, 0, 1, 1, 2, 2, 3, 3])
     assert perfect["text_to_image"]["R@1"] == 1.0 and perfect["image_to_text"]["R@1"] == 1.0
+
+
+def test_misses_split_by_where_the_top_image_went() -> None:
+    # images 0 and 1 are one family (skin-tone variants), 2 and 3 stand alone; captions 0-3 belong to images 0-3
+    scores = np.array(
+        [
+            [1.0, 2.0, 0.0, 0.0],  # missed: its sibling (image 1) first
+            [0.0, 3.0, 1.0, 0.0],  # found
+            [0.0, 4.0, 4.0, 0.0],  # missed by a tie with image 1, another family
+            [0.0, 0.0, 0.0, 1.0],  # found
+        ]
+    )
+    assert misses_by_family(scores, [0, 1, 2, 3], ["a", "a", "b", "c"]) == {
+        "captions": 4,
+        "captions_of_an_image_with_family": 2,
+        "missed": 2,
+        "to_its_family": 1,
+        "elsewhere": 1,
+    }
+    result = retrieval_metrics(np.eye(4), scores, [0, 1, 2, 3], ["a", "a", "b", "c"])
+    assert result["text_to_image_misses"]["missed"] == 4 - round(4 * result["text_to_image"]["R@1"])
+    assert "text_to_image_misses" not in retrieval_metrics(np.eye(4), scores, [0, 1, 2, 3])
 
 
 def test_eval_command_prints_recall(shapes: Path, encoder: LexLIPEncoder, tmp_path: Path) -> None:
