@@ -159,6 +159,13 @@ def _batch_indices(
     return mine.reshape(-1, batch), caption_pick
 
 
+def sibling_mask(groups: list[str], index: np.ndarray) -> torch.Tensor:
+    """B x B: which items of a batch (`index` into the bank) share a group, the diagonal excluded."""
+    names = [groups[i] for i in index.tolist()]
+    same = torch.tensor([[a == b for b in names] for a in names], dtype=torch.bool)
+    return same & ~torch.eye(len(names), dtype=torch.bool)
+
+
 def train(config: TrainConfig, echo: Any = print) -> Path:
     """Run (or resume) a training phase; returns the folder of the final checkpoint (LexLIPEncoder format).
 
@@ -228,7 +235,7 @@ def build_objective(config: TrainConfig, encoder: Any, losses: LossConfig) -> An
     vocab = encoder.tokenizer.vocab
     objective: Any
     if config.kind == "dense":
-        objective = DenseObjective(encoder.model, losses.temperature)
+        objective = DenseObjective(encoder.model, losses.temperature, losses.sibling_margin)
     else:
         objective = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids(), config.steps)
     objective = objective.to(encoder.device)
@@ -363,10 +370,14 @@ class Steps:
         targets = active.targets(index, ids, mask, generator).to(device) if active is not None else None
         with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             ids_t, mask_t = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
-            result: Any = self.runner(pixels, ids_t, mask_t, generator, targets)
+            result: Any = self.runner(pixels, ids_t, mask_t, generator, targets, self._siblings(index))
         self.scaler.scale(result["loss"] / c.grad_accum).backward()
         self.images_seen += len(index) * self.world
         return result
+
+    def _siblings(self, index: np.ndarray) -> torch.Tensor | None:
+        groups = self.data.bank.groups
+        return sibling_mask(groups, index).to(self.device) if groups is not None else None
 
     def _step(self) -> tuple[dict[str, float], torch.Tensor]:
         """One optimizer step over `grad_accum` micro-batches: the averaged loss terms and the gradient norm."""

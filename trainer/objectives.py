@@ -95,6 +95,12 @@ class LossConfig:
     """Weight of distilling the auxiliary dense term's in-batch scores into the lexicons' (needs `dense_weight`):
     KL from the dense score distribution (no gradient into it) to the lexicon one, each way, as D2S distils a
     dense retriever into a sparse one."""
+    sibling_margin: float = 0.0
+    """A cosine margin by which an item must beat its in-batch siblings (TrainConfig.group_by: skin-tone variants)
+    in the contrastive term (the lexicons'; the dense twin's when its settings set it): each sibling's logit is
+    raised by this much before the softmax, both ways. Siblings differ in a word or two that their captions partly
+    share ("medium" in "medium skin tone" and in "medium-light skin tone"), and a batch holds a sibling for only a
+    few of its items (0: off)."""
     own_tokens: float = 0.0
     """Fraction of the steps (from the start) during which a caption's lexicon is cut to its own tokens (STAIR's
     first stage: the image side must predict the caption's words); 1.0 keeps the cut for the whole run."""
@@ -141,15 +147,18 @@ PHASES: dict[str, dict[str, Any]] = {
 }
 
 
-def symmetric_contrastive(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """In-batch InfoNCE both ways between row-aligned vectors (row i of `a` belongs with row i of `b`)."""
-    return symmetric_cross_entropy(a @ b.T / temperature)
-
-
 def symmetric_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
     """InfoNCE both ways over an in-batch logit matrix whose diagonal holds the pairs."""
     target = torch.arange(logits.shape[0], device=logits.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def with_sibling_margin(scores: torch.Tensor, siblings: torch.Tensor | None, margin: float) -> torch.Tensor:
+    """In-batch scores with every sibling pair's raised by `margin` (LossConfig.sibling_margin): what an item must
+    beat its siblings by. Unchanged without siblings or margin."""
+    if siblings is None or margin <= 0:
+        return scores
+    return scores + margin * siblings.to(scores.dtype)
 
 
 def symmetric_distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -416,7 +425,9 @@ class Pretrainer(nn.Module):
         mask: torch.Tensor,
         generator: torch.Generator | None = None,
         targets: LexiconTargets | None = None,
+        siblings: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """`siblings`: B x B, true where two items of the batch are in the same group (not on the diagonal)."""
         cfg, model = self.losses, self.model
         if cfg.active_vocabulary and targets is None:
             raise ValueError("this objective trains on the active vocabulary: pass the step's LexiconTargets")
@@ -448,7 +459,7 @@ class Pretrainer(nn.Module):
                 terms.update(self._word_terms(image_logits, p_image, text_logits, mask, targets))
                 if self._restricted():
                     p_text = p_text * targets.own_words
-            terms.update(self._contrastive_terms(p_image, p_text, pixels, ids, mask, dense))
+            terms.update(self._contrastive_terms(p_image, p_text, pixels, ids, mask, dense, siblings))
             with torch.no_grad():
                 stats["nnz_image"] = quantized_nnz(keep_top_k(p_image, cfg.train_top_k_image))
                 stats["nnz_text"] = quantized_nnz(keep_top_k(p_text, cfg.train_top_k_text))
@@ -466,13 +477,15 @@ class Pretrainer(nn.Module):
         ids: torch.Tensor,
         mask: torch.Tensor,
         dense: torch.Tensor | None = None,
+        siblings: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         cfg, terms = self.losses, dict[str, torch.Tensor]()
         v_image = self._vector(p_image, cfg.train_top_k_image)
         v_text = self._vector(p_text, cfg.train_top_k_text)
         scores = v_image @ v_text.T
         if cfg.contrastive:
-            terms["contrastive"] = cfg.contrastive_weight * symmetric_cross_entropy(scores / cfg.temperature)
+            margined = with_sibling_margin(scores, siblings, cfg.sibling_margin)
+            terms["contrastive"] = cfg.contrastive_weight * symmetric_cross_entropy(margined / cfg.temperature)
         if cfg.distill_weight > 0 and dense is not None:
             terms["distill"] = cfg.distill_weight * symmetric_distillation(scores, dense, cfg.temperature)
         if cfg.momentum:
@@ -541,10 +554,11 @@ class Pretrainer(nn.Module):
 class DenseObjective(nn.Module):
     """The dense twin's training objective: the same symmetric in-batch contrastive loss on L2-normalised vectors."""
 
-    def __init__(self, model: nn.Module, temperature: float) -> None:
+    def __init__(self, model: nn.Module, temperature: float, sibling_margin: float = 0.0) -> None:
         super().__init__()
         self.model: Any = model
         self.temperature = temperature
+        self.sibling_margin = sibling_margin
         self.packed = False
         """Run the text tower over the real tokens only (model/packed.py)."""
         self.step: torch.Tensor
@@ -557,10 +571,10 @@ class DenseObjective(nn.Module):
         mask: torch.Tensor,
         generator: torch.Generator | None = None,
         targets: LexiconTargets | None = None,
+        siblings: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        loss = symmetric_contrastive(
-            self.model.encode_image(pixels), self.model.encode_text(ids, mask, self.packed), self.temperature
-        )
+        scores = self.model.encode_image(pixels) @ self.model.encode_text(ids, mask, self.packed).T
+        loss = symmetric_cross_entropy(with_sibling_margin(scores, siblings, self.sibling_margin) / self.temperature)
         return {"loss": loss, "contrastive": loss.detach()}
 
     def momentum_update(self) -> None:

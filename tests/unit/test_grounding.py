@@ -335,3 +335,44 @@ def test_hub_penalty_charges_a_column_wrong_across_the_batch_more_than_scattered
     not_content = content.clone()
     not_content[:, 1] = 0.0  # a stop word's column is left to the other terms
     assert hub_penalty(hub, wanted, not_content) == 0
+
+
+def test_a_sibling_margin_raises_only_the_contrastive_term_and_only_with_siblings_in_the_batch(shapes: Path) -> None:
+    plain, encoder = _grounded_pretrainer(contrastive=True)
+    margined = Pretrainer(
+        encoder.model,
+        LossConfig(**{**GROUNDED, "sibling_margin": 0.2}),
+        list(encoder.vocab.tokens),
+        encoder.vocab.special_ids(),
+        10,
+    )
+    pixels, ids_, mask, targets = _grounded_batch(encoder, shapes)
+    none = torch.zeros(8, 8, dtype=torch.bool)
+    pairs = none.clone()
+    pairs[0, 1] = pairs[1, 0] = True  # items 0 and 1 are siblings
+    with torch.no_grad():
+        base = plain(pixels, ids_, mask, targets=targets, siblings=pairs)
+        alone = margined(pixels, ids_, mask, targets=targets, siblings=none)
+        sibling = margined(pixels, ids_, mask, targets=targets, siblings=pairs)
+    assert torch.isclose(alone["contrastive"], base["contrastive"])  # no sibling in the batch: no change
+    assert float(sibling["contrastive"]) > float(base["contrastive"])  # a sibling must now be beaten by 0.2
+    assert torch.isclose(sibling["image_words"], base["image_words"])
+
+
+def test_the_sibling_margin_raises_sibling_scores_only_and_reaches_the_dense_twin_too() -> None:
+    from lexlip_es.model import create_model
+    from trainer.objectives import DenseObjective, with_sibling_margin
+
+    scores = torch.zeros(3, 3)
+    siblings = torch.zeros(3, 3, dtype=torch.bool)
+    siblings[0, 1] = siblings[1, 0] = True
+    raised = with_sibling_margin(scores, siblings, 0.1)
+    assert raised[0, 1] == raised[1, 0] == pytest.approx(0.1) and float(raised.abs().sum()) == pytest.approx(0.2)
+    assert with_sibling_margin(scores, None, 0.1) is scores and with_sibling_margin(scores, siblings, 0.0) is scores
+    model = create_model("tiny", kind="dense")
+    pixels, ids_ = torch.randn(3, 3, 32, 32), torch.randint(1000, 2000, (3, 6))
+    mask = torch.ones_like(ids_)
+    with torch.no_grad():
+        plain = DenseObjective(model, 0.05)(pixels, ids_, mask, siblings=siblings)["loss"]
+        margined = DenseObjective(model, 0.05, sibling_margin=0.1)(pixels, ids_, mask, siblings=siblings)["loss"]
+    assert float(margined) > float(plain)

@@ -20,7 +20,7 @@ from lexlip_es.sparse import SparseVector
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images, write_webdataset
 from trainer.data.shapes import generate_shapes
 from trainer.evaluate import misses_by_family, ranks_against, retrieval_metrics
-from trainer.loop import TrainConfig, _batch_indices, train
+from trainer.loop import TrainConfig, _batch_indices, sibling_mask, train
 from trainer.masking import IGNORE, WholeWordMasker
 from trainer.objectives import LossConfig, Pretrainer
 
@@ -410,3 +410,14 @@ def test_grouped_batches_keep_each_group_together_and_cover_the_epoch() -> None:
     for first in range(0, 30, 6):  # each family of six is laid out as three adjacent pairs
         places = sorted(order.index(i) for i in range(first, first + 6))
         assert sum(b - a == 1 for a, b in pairwise(places)) >= 3
+
+
+def test_the_sibling_mask_marks_pairs_of_one_group_and_never_an_item_with_itself() -> None:
+    groups = ["cat", "dog", "cat", "fox", "dog"]
+    mask = sibling_mask(groups, np.array([2, 0, 3, 4]))
+    assert mask.tolist() == [
+        [False, True, False, False],  # item 2 (cat) and item 0 (cat)
+        [True, False, False, False],
+        [False, False, False, False],  # fox has no sibling in the batch
+        [False, False, False, False],  # dog 4's sibling (1) is not in this batch
+    ]
