@@ -9,7 +9,9 @@ training-loop seconds):
   under fresh vocabulary heads);
 - the dense twin on the same towers, data, batch and learning rates, for the same loop seconds;
 - the same two with the image tower from seeded random weights (MiniLM still pretrained), trained whole (a random
-  stem is not worth freezing), both for LexLIP-pretrained's loop seconds.
+  stem is not worth freezing), both for LexLIP-pretrained's loop seconds;
+- each LexLIP checkpoint once more with its text queries unweighted (`lexlip calibrate` writes the query term
+  weights after training: trainer/calibrate.py).
 Figures: recall both ways, grounding@10, terms per vector, and zero-shot classification of the test images by
 OpenMoji group and subgroup ("an emoji of {label}") beside chance and the majority class.
 
@@ -37,6 +39,7 @@ from trainer.recipes import (
     LEXLIP_DIR,
     EmojiRecipe,
     Recipe,
+    calibrate_recipe,
     last_record,
     loop_seconds,
     train_dense_twin,
@@ -112,6 +115,7 @@ def run(
     else:
         timed = {**recipe.settings(f"LexLIP, {tower} image tower"), "steps": 100 * recipe.steps, "max_seconds": budget}
         lexlip_wall = train_stage("finetune", data, run_dir / LEXLIP_DIR, timed, stream=True, reuse=True)
+        calibrate_recipe(data, run_dir, recipe)
     lexlip_loop = loop_seconds(run_dir / LEXLIP_DIR)
     dense_wall = train_dense_twin(data, run_dir, budget or lexlip_loop, recipe, reuse=True)
     rows = []
@@ -131,7 +135,26 @@ def run(
                 **metrics,
             }
         )
+        if "text_to_image_unweighted" in metrics:
+            rows.append(unweighted_row(rows[-1]))
     return rows, lexlip_loop
+
+
+UNWEIGHTED = "LexLIP, unweighted queries"
+
+
+def unweighted_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A LexLIP row as it scores without its query term weights: its recall and lexicon figures only (zero-shot,
+    misses and grounding by group stay with the weighted row)."""
+    kept = ("seed", "train_s", "wall_s", "steps", "tower", "image_to_text", "mean_nnz_image", "mean_nnz_text")
+    return {
+        **{k: row[k] for k in kept},
+        **{k: row[k] for k in ("grounding@10_image", "grounding@10_caption") if k in row},
+        "system": row["system"].replace("LexLIP", UNWEIGHTED, 1),
+        "group": row["group"].replace("LexLIP", UNWEIGHTED, 1),
+        "kind": UNWEIGHTED,
+        "text_to_image": row["text_to_image_unweighted"],
+    }
 
 
 def seeded(tower: str, seed: int, steps: int) -> tuple[str, EmojiRecipe]:
@@ -164,12 +187,16 @@ def seed_lines(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {system} | {len(found)} | {cells} |")
     for tower in dict.fromkeys(r["tower"] for r in rows):
         by_seed = {(r["kind"], r["seed"]): r for r in rows if r["tower"] == tower}
-        seeds = sorted(s for kind, s in by_seed if kind == "LexLIP" and ("dense twin", s) in by_seed)
-        diffs = [
-            mean_sd([get(by_seed["LexLIP", s]) - get(by_seed["dense twin", s]) for s in seeds])
-            for _, get in SPREAD_METRICS
-        ]
-        lines.append(f"| LexLIP minus twin, {tower} tower, paired by seed | {len(seeds)} | " + " | ".join(diffs) + " |")
+        for lexlip in ("LexLIP", UNWEIGHTED):
+            seeds = sorted(s for kind, s in by_seed if kind == lexlip and ("dense twin", s) in by_seed)
+            if not seeds:
+                continue
+            diffs = [
+                mean_sd([get(by_seed[lexlip, s]) - get(by_seed["dense twin", s]) for s in seeds])
+                for _, get in SPREAD_METRICS
+            ]
+            label = f"{lexlip} minus twin, {tower} tower, paired by seed"
+            lines.append(f"| {label} | {len(seeds)} | " + " | ".join(diffs) + " |")
     return lines
 
 
@@ -200,7 +227,10 @@ def main() -> None:
         f"- recipe: trainer/recipes.py EmojiRecipe, {args.steps} steps of {EmojiRecipe.batch_size}; every other run "
         f"(the dense twins, LexLIP with a random image tower) trains for that run's training-loop time "
         f"({budget:.0f} s; start-up, which both pay alike, left out: wall seconds and steps below)",
-        "- LexLIP scored by exact integer dot products of quantized vectors; ties count against the model",
+        "- LexLIP scored by exact integer dot products of quantized vectors; ties count against the model; text "
+        "queries carry the checkpoint's query term weights (idf ** power over the training images' lexicons, the "
+        "power picked on the val split: lexlip_es/query_weights.py), and the `unweighted queries` rows score the "
+        "same checkpoints without them (image-to-text is the same in both: captions are documents there)",
         "",
         "Mean ± sample standard deviation over seeds (LexLIP and its twin share each seed's batch order), and LexLIP's "
         "lead over its twin paired by seed:",
@@ -215,7 +245,11 @@ def main() -> None:
         "",
         "| system | steps | loop (s) | wall (s) |",
         "|---|---|---|---|",
-        *(f"| {r['system']} | {r['steps']} | {r['train_s']:.0f} | {r['wall_s']:.0f} |" for r in rows),
+        *(
+            f"| {r['system']} | {r['steps']} | {r['train_s']:.0f} | {r['wall_s']:.0f} |"
+            for r in rows
+            if r["kind"] != UNWEIGHTED
+        ),
         "",
         *misses_lines(rows),
         "",

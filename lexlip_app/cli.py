@@ -142,6 +142,16 @@ def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    import json as _json
+
+    from trainer.calibrate import calibrate_query_weights
+
+    weights = calibrate_query_weights(args.checkpoint, args.data, say=lambda line: print(line, file=sys.stderr))
+    print(_json.dumps({"power": weights.power, "documents": weights.documents, **weights.chosen}, indent=2))
+    return 0
+
+
 def _cmd_version(args: argparse.Namespace, settings: Settings) -> int:
     print(f"lexlip-es {__version__}")
     return 0
@@ -298,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--top-k-image", type=int, help="keep only the K largest image weights")
     evaluate.add_argument("--top-k-text", type=int, help="keep only the K largest caption weights")
     evaluate.add_argument("--max-images", type=int)
+
+    calibrate = command(
+        commands,
+        "calibrate",
+        _cmd_calibrate,
+        help="query term weights for a LexLIP checkpoint (idf over its training images' lexicons)",
+        description="Count the training split's image lexicons per token, pick the idf power that ranks the "
+        "validation split best, and write query_weights.json into the checkpoint (search then weighs query "
+        "tokens by it; documents are untouched).",
+    )
+    calibrate.add_argument("--checkpoint", required=True, help="a LexLIP folder written by training")
+    calibrate.add_argument("--data", required=True, help="the Karpathy JSON it was trained on (train and val splits)")
 
     command(commands, "version", _cmd_version, help="print the version", description="Print the version.")
     return parser

@@ -154,12 +154,13 @@ def demo_checkpoint(settings: Settings, data: DemoData, data_json: Path, echo: C
         if not (Path(settings.checkpoint) / "config.json").exists():
             raise LexlipError(f"LEXLIP_CHECKPOINT={settings.checkpoint} is not a checkpoint folder (no config.json)")
         return Path(settings.checkpoint)
-    from trainer.recipes import train_recipe
+    from trainer.recipes import calibrate_recipe, train_recipe
 
     recipe = data.recipe()
     out = settings.cache_dir / "models" / recipe.key()
     final = out / "sparse" / "final"
     if (final / "model.safetensors").exists():
+        calibrate_recipe(data_json, out, recipe)  # a checkpoint cached before query weights existed gets them once
         return final
     echo(
         f"training the grounded {data.name} recipe once into {out} (about {data.train_minutes} minutes on 2 CPU cores)"

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lexlip_es.hybrid import Hybrid
     from lexlip_es.indices import create_index
     from lexlip_es.mapping import IndexOptions, LexiconLayout
+    from lexlip_es.query_weights import QueryWeights
     from lexlip_es.search import AsyncLexSearch, LexSearch
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ _LAZY = {
     "encode_documents": "lexlip_es.documents",
     "LexLIPEncoder": "lexlip_es.encoders.lexlip",
     "load_encoder": "lexlip_es.encoders.loading",
+    "QueryWeights": "lexlip_es.query_weights",
 }
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "LexiconDocument",
     "LexiconLayout",
     "LexlipError",
+    "QueryWeights",
     "Settings",
     "SparseVector",
     "Vocabulary",

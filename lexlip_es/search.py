@@ -48,14 +48,15 @@ def check_text(text: object, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> str:
 
 
 class QueryTextEncoder(Protocol):
-    """What `LexSearch` needs of a text encoder (`LexLIPEncoder`, `OnnxTextEncoder`)."""
+    """What `LexSearch` needs of a text encoder (`LexLIPEncoder`, `OnnxTextEncoder`): query texts to lexicons,
+    with the checkpoint's query term weights where it has them."""
 
     model_id: str
 
     @property
     def vocab(self) -> Vocabulary: ...
 
-    def encode_texts(
+    def encode_queries(
         self, texts: Sequence[str], scale: float | None = None, top_k: int | None = None
     ) -> list[SparseVector]: ...
 
@@ -140,7 +141,7 @@ class _LexSearchBase:
         if self.text_encoder is None:
             raise QueryError("search_text needs a text encoder (LexLIPEncoder or OnnxTextEncoder)")
         cleaned = check_text(text, self.max_query_chars)
-        vector = self.text_encoder.encode_texts([cleaned], scale=layout.scale, top_k=layout.top_k_text)[0]
+        vector = self.text_encoder.encode_queries([cleaned], scale=layout.scale, top_k=layout.top_k_text)[0]
         return self._features(vector, f"the text {cleaned[:60]!r}", self.text_encoder)
 
     def _text_query(

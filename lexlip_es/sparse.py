@@ -104,6 +104,14 @@ class SparseVector:
         keep = q > 0
         return SparseVector(self.indices[keep], q[keep].astype(np.int32))
 
+    @classmethod
+    def from_output(cls, row: npt.ArrayLike, scale: float | None = None, top_k: int | None = None) -> SparseVector:
+        """An encoder's vocabulary-wide output row: raw, or quantized with `scale`; cut to the `top_k` largest."""
+        vector = cls.from_dense(row)
+        if scale is not None:
+            vector = vector.quantize(scale)
+        return vector.top_k(top_k)
+
     def top_k(self, k: int | None) -> SparseVector:
         """The k largest weights (ties go to the lower token id); None keeps everything."""
         if k is None or self.nnz <= k:

@@ -110,16 +110,38 @@ def evaluate_sparse(
     size = len(encoder.vocab)
     image_matrix = sparse_matrix(images, size)
     result = retrieval_metrics(image_matrix, sparse_matrix(texts, size), owner, families(pairs))
+    weighted = weighted_text_to_image(encoder, image_matrix, pairs, scale, top_k_text)
+    if weighted:
+        result["text_to_image_unweighted"] = result["text_to_image"]
+        result.update(weighted)
     result["mean_nnz_image"] = float(np.mean([v.nnz for v in images]))
     result["mean_nnz_text"] = float(np.mean([v.nnz for v in texts]))
     result.update(grounding(encoder.tokenizer, images, texts, captions, owner))
     result.update(grounding_by_label(encoder.tokenizer, images, pairs))
 
     def prompts(texts: list[str]) -> npt.NDArray[np.float64]:
-        return sparse_matrix(encoder.encode_texts(texts, scale=scale, top_k=top_k_text), size)
+        return sparse_matrix(encoder.encode_queries(texts, scale=scale, top_k=top_k_text), size)
 
     result.update(zero_shot(image_matrix, prompts, pairs))
     return result
+
+
+def weighted_text_to_image(
+    encoder: Any, image_matrix: npt.NDArray[np.float64], pairs: Sequence[Pair], scale: float, top_k: int | None
+) -> dict[str, Any]:
+    """With the checkpoint's query term weights (lexlip_es/query_weights.py), text-to-image as a search runs it:
+    the captions as weighted queries (`text_to_image`, its misses), and the unweighted figures beside them. The
+    captions stay unweighted as documents (image-to-text). Nothing without weights."""
+    weights = encoder.query_weights
+    if weights is None or weights.power == 0:
+        return {}
+    captions, owner = _flatten(pairs)
+    queries = sparse_matrix(encoder.encode_queries(captions, scale=scale, top_k=top_k), len(encoder.vocab))
+    weighted = retrieval_metrics(image_matrix, queries, owner, families(pairs))
+    out = {"query_weights_power": weights.power, "text_to_image": weighted["text_to_image"]}
+    if "text_to_image_misses" in weighted:
+        out["text_to_image_misses"] = weighted["text_to_image_misses"]
+    return out
 
 
 def caption_pieces(tokenizer: Any, captions: Sequence[str]) -> list[set[int]]:

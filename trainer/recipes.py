@@ -45,6 +45,8 @@ class Recipe:
     group_by: str | None = None
     """Batches hold members of a group together (a record field, e.g. an emoji's `base`), `group_size` at a time."""
     group_size: int | None = None
+    query_weights: ClassVar[bool] = False
+    """After training, `lexlip calibrate` writes the checkpoint's query term weights (trainer/calibrate.py)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Settings merged over the recipe's (TrainConfig fields; `losses` entries merge into the recipe's losses)."""
 
@@ -127,6 +129,9 @@ class EmojiRecipe(Recipe):
     # about 50 emoji (whole families of six cost more between-emoji negatives than they gained)
     group_by: str | None = "base"
     group_size: int | None = 2
+    # query tokens weighed by idf ** power over the training images' lexicons, the power picked on val (0.5 on the
+    # three seeds of benchmarks/results/emoji.md): "skin", "tone", "people" stop ranking tone-only lexicons first
+    query_weights: ClassVar[bool] = True
 
     def losses(self) -> dict[str, Any]:
         return {
@@ -219,7 +224,21 @@ def train_stage(
 def train_recipe(data: Path, out: Path, recipe: Recipe, stream: bool = True, reuse: bool = False) -> float:
     """Train the recipe into `out/sparse` (checkpoint `out/sparse/final`); returns the wall seconds."""
     label = f"stage 1/1 grounded LexLIP ({recipe.name})"
-    return train_stage("finetune", data, out / LEXLIP_DIR, recipe.settings(label), stream=stream, reuse=reuse)
+    seconds = train_stage("finetune", data, out / LEXLIP_DIR, recipe.settings(label), stream=stream, reuse=reuse)
+    calibrate_recipe(data, out, recipe)
+    return seconds
+
+
+def calibrate_recipe(data: Path, out: Path, recipe: Recipe) -> float:
+    """Write the recipe's query term weights into its checkpoint once (`lexlip calibrate`); returns the seconds it
+    took (0 when the recipe has none or the checkpoint already holds them)."""
+    from lexlip_es.query_weights import QUERY_WEIGHTS_FILE
+
+    final = out / LEXLIP_DIR / "final"
+    if not recipe.query_weights or (final / QUERY_WEIGHTS_FILE).exists():
+        return 0.0
+    _, seconds = run_lexlip("calibrate", "--checkpoint", str(final), "--data", str(data), stream=True)
+    return seconds
 
 
 def last_record(stage: Path) -> dict[str, Any]:

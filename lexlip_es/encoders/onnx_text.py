@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lexlip_es.encoders.base import TextEncoder, checkpoint_model_id
+from lexlip_es.query_weights import QueryWeighting, QueryWeights
 from lexlip_es.sparse import SparseVector
 from lexlip_es.tokenizer import TextTokenizer
 
@@ -60,7 +61,8 @@ def export_text_onnx(encoder: Any, directory: str | Path) -> Path:
 
 
 class OnnxTextEncoder(TextEncoder):
-    """Text -> sparse lexicon vector through ONNX Runtime (CPU), same tokenizer and pooling as the torch path."""
+    """Text -> sparse lexicon vector through ONNX Runtime (CPU), same tokenizer and pooling as the torch path;
+    `encode_queries` with the folder's query term weights, as `LexLIPEncoder.encode_queries`."""
 
     def __init__(self, directory: str | Path, batch_size: int = 32, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -76,6 +78,7 @@ class OnnxTextEncoder(TextEncoder):
         self.session = ort.InferenceSession(str(directory / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         self.batch_size = batch_size
         self.model_id = checkpoint_model_id(directory)
+        self.query_weights = QueryWeights.load(directory)
 
     @property
     def vocab(self) -> Any:
@@ -84,14 +87,17 @@ class OnnxTextEncoder(TextEncoder):
     def encode_texts(
         self, texts: Sequence[str], scale: float | None = None, top_k: int | None = None
     ) -> list[SparseVector]:
+        return [SparseVector.from_output(row, scale, top_k) for row in self._rows(texts)]
+
+    def encode_queries(
+        self, texts: Sequence[str], scale: float | None = None, top_k: int | None = None
+    ) -> list[SparseVector]:
+        weighting = QueryWeighting(self.query_weights, self.vocab)
+        return [SparseVector.from_output(weighting(row), scale, top_k) for row in self._rows(texts)]
+
+    def _rows(self, texts: Sequence[str]) -> Iterator[np.ndarray]:
         texts = list(texts)
-        out: list[SparseVector] = []
         for start in range(0, len(texts), self.batch_size):
             ids, mask = self.tokenizer(texts[start : start + self.batch_size])
             (pooled,) = self.session.run(["lexicon"], {"input_ids": ids, "attention_mask": mask})
-            for row in np.asarray(pooled, dtype=np.float32):
-                vector = SparseVector.from_dense(row)
-                if scale is not None:
-                    vector = vector.quantize(scale)
-                out.append(vector.top_k(top_k))
-        return out
+            yield from np.asarray(pooled, dtype=np.float32)

@@ -18,6 +18,7 @@ from lexlip_es.encoders.images import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from lexlip_es.model import create_model, create_tokenizer
 from lexlip_es.model.config import CONFIG_FILE, LexLIPConfig, get_config
 from lexlip_es.model.towers import WEIGHTS_FILE
+from lexlip_es.query_weights import QueryWeights
 from lexlip_es.tokenizer import TextTokenizer, trim_padding
 
 LENGTH_WINDOW = 8
@@ -57,6 +58,8 @@ class TorchEncoderBase:
         self.max_pixels = max_pixels
         self.model_id = f"{config.name}-unsaved"
         """Recorded with every document this encoder writes; set from the weights' hash when loaded or saved."""
+        self.query_weights: QueryWeights | None = None
+        """The checkpoint's query term weights (lexlip_es/query_weights.py), saved and loaded with it."""
 
     @property
     def vocab(self) -> Any:
@@ -94,6 +97,7 @@ class TorchEncoderBase:
         load_model(model, str(directory / WEIGHTS_FILE), strict=True)
         encoder = cls(model, config, tokenizer, device=device, batch_size=batch_size)
         encoder.model_id = checkpoint_model_id(directory)
+        encoder.query_weights = QueryWeights.load(directory)
         return encoder
 
     def save_pretrained(self, directory: str | Path) -> Path:
@@ -105,6 +109,8 @@ class TorchEncoderBase:
         data = self.config.with_(tokenizer=".").to_dict()
         (directory / CONFIG_FILE).write_text(json.dumps(data, indent=2) + "\n")
         save_model(self.model, str(directory / WEIGHTS_FILE))
+        if self.query_weights is not None:
+            self.query_weights.save(directory)
         self.model_id = checkpoint_model_id(directory)
         return directory
 

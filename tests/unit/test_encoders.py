@@ -18,6 +18,7 @@ from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.encoders.onnx_text import OnnxTextEncoder, export_text_onnx
 from lexlip_es.model import LexLIPModel, create_model, get_config, list_models
 from lexlip_es.model.config import resolve_source
+from lexlip_es.sparse import SparseVector
 
 TEXTS = ["a large red circle at the top left", "two small blue stars . . .", "a photo of a dog"]
 MORE_TEXTS = [
@@ -78,7 +79,6 @@ def test_batch_size_does_not_change_vectors(encoder: LexLIPEncoder) -> None:
 def test_texts_run_sorted_by_length_and_cut_to_it_give_the_fixed_length_vectors(encoder: LexLIPEncoder) -> None:
     """Texts are batched by length and each batch cut to its longest text: same vectors, same order as running
     every text at the tokenizer's full padded length."""
-    from lexlip_es.encoders.lexlip import _finish
 
     texts = [t * (1 + i % 3) for i, t in enumerate(MORE_TEXTS * 2)]  # three lengths, interleaved; two windows
     small = LexLIPEncoder(encoder.model, encoder.config, encoder.tokenizer, batch_size=3)  # windows of 24 texts
@@ -86,7 +86,7 @@ def test_texts_run_sorted_by_length_and_cut_to_it_give_the_fixed_length_vectors(
     assert len(set(mask.sum(axis=1).tolist())) >= 3 and ids.shape[1] == encoder.tokenizer.max_length
     with torch.inference_mode():
         padded = encoder.model.encode_text(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-    assert small.encode_texts(texts, scale=100) == [_finish(row, 100, None) for row in padded]
+    assert small.encode_texts(texts, scale=100) == [SparseVector.from_output(row, 100) for row in padded]
 
 
 def test_special_tokens_never_carry_weight(encoder: LexLIPEncoder) -> None:
@@ -231,3 +231,29 @@ def test_small_config_seeds_the_text_tower_from_packaged_minilm_weights() -> Non
     visual = model.visual_head.decoder.weight
     assert torch.equal(visual, decoder) and visual.data_ptr() != decoder.data_ptr()  # a copy, not a tie
     assert torch.equal(model.text.cls.predictions.transform.dense.weight, torch.eye(384))
+
+
+def test_queries_carry_the_checkpoints_query_weights_on_torch_and_onnx(encoder: LexLIPEncoder, tmp_path: Path) -> None:
+    from lexlip_es.query_weights import QueryWeighting, QueryWeights
+
+    assert encoder.query_weights is None
+    assert encoder.encode_queries(TEXTS, scale=100) == encoder.encode_texts(TEXTS, scale=100)
+    reference = encoder.encode_images([_image(i) for i in range(6)], scale=100)
+    weighted = LexLIPEncoder(encoder.model, encoder.config, encoder.tokenizer)
+    weighted.query_weights = QueryWeights.from_lexicons(reference, encoder.vocab, power=1.0)
+    size = len(encoder.vocab)
+    raw = [v.to_dense(size) for v in encoder.encode_texts(TEXTS)]
+    weighting = QueryWeighting(weighted.query_weights, encoder.vocab)
+    expected = [SparseVector.from_output(weighting(r), 100, 32) for r in raw]
+    got = weighted.encode_queries(TEXTS, scale=100, top_k=32)
+    assert got == expected and got != encoder.encode_texts(TEXTS, scale=100, top_k=32)
+    assert weighted.encode_texts(TEXTS, scale=100) == encoder.encode_texts(TEXTS, scale=100)  # documents unweighted
+
+    directory = tmp_path / "ckpt"
+    export_text_onnx(weighted, directory)
+    loaded = LexLIPEncoder.from_pretrained(directory)
+    assert loaded.query_weights == weighted.query_weights
+    assert loaded.encode_queries(TEXTS, scale=100, top_k=32) == got
+    onnx = OnnxTextEncoder(directory)
+    assert onnx.query_weights == weighted.query_weights
+    assert onnx.encode_queries(TEXTS, scale=100, top_k=32) == got

@@ -51,6 +51,9 @@ def test_the_emoji_recipe_fine_tunes_its_pretrained_towers_gently() -> None:
     assert losses.hub_words == 30.0 and recipe.steps == 320  # shared codes cost their square, over 320 steps
     assert losses.sibling_margin == 0.1 and settings["group_size"] == 2  # siblings in pairs, beaten by 0.1
     assert "losses" not in recipe.dense_settings(60.0)  # the twin keeps its plain InfoNCE
+    # query term weights are measured after training: not a training setting, so not part of the checkpoint's key
+    assert EmojiRecipe.query_weights and not ShapesRecipe.query_weights
+    assert "query_weights" not in json.dumps(settings)
 
 
 def test_tower_lr_puts_the_towers_bodies_in_their_own_group() -> None:

@@ -194,7 +194,7 @@ def test_a_text_that_encodes_to_nothing_is_an_empty_query_error() -> None:
         vocab = Vocabulary(["[PAD]", "red"])
         model_id = "m1"
 
-        def encode_texts(self, texts: list[str], scale: float, top_k: int | None) -> list[SparseVector]:
+        def encode_queries(self, texts: list[str], scale: float, top_k: int | None) -> list[SparseVector]:
             return [SparseVector.empty()]
 
     from opensearchpy import OpenSearch

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -421,3 +422,35 @@ def test_the_sibling_mask_marks_pairs_of_one_group_and_never_an_item_with_itself
         [False, False, False, False],  # fox has no sibling in the batch
         [False, False, False, False],  # dog 4's sibling (1) is not in this batch
     ]
+
+
+def test_calibrate_picks_the_power_on_val_and_eval_scores_weighted_queries(
+    shapes: Path, encoder: LexLIPEncoder, tmp_path: Path
+) -> None:
+    from lexlip_es.query_weights import QueryWeights
+    from trainer.calibrate import POWERS
+
+    checkpoint = tmp_path / "ckpt"
+    encoder.save_pretrained(checkpoint)
+
+    def lexlip(*args: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [sys.executable, "-m", "lexlip_app.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+    plain = lexlip("eval", "--checkpoint", str(checkpoint), "--data", str(shapes))
+    chosen = lexlip("calibrate", "--checkpoint", str(checkpoint), "--data", str(shapes))
+    weights = QueryWeights.load(checkpoint)
+    assert weights is not None and weights.documents == 64 and chosen["split"] == "val" and chosen["captions"] == 20
+    figures = {float(p): r for p, r in chosen["t2i_R@1_by_power"].items()}
+    assert sorted(figures) == sorted(POWERS) and weights.power == chosen["power"]
+    assert figures[weights.power] == max(figures.values())
+    assert all(p > weights.power for p, r in figures.items() if r == figures[weights.power] and p != weights.power)
+
+    weights.with_power(1.0).save(checkpoint)  # a power the tiny model may not choose, so the weighted path runs
+    scored = lexlip("eval", "--checkpoint", str(checkpoint), "--data", str(shapes))
+    assert scored["query_weights_power"] == 1.0 and "query_weights_power" not in plain
+    assert scored["text_to_image_unweighted"] == plain["text_to_image"]
+    assert scored["image_to_text"] == plain["image_to_text"]  # captions are documents there: never weighted
