@@ -139,7 +139,7 @@ def run_variant(client: Any, settings: Settings, variant: Variant, weights: Sequ
     rows = manifest_rows(data_json, data.name, ("test",))
     layout = index_variant(client, encoder, rows, variant)
     pairs = queries(rows, variant)
-    encoded = encoder.encode_texts([t for _, t in pairs], scale=layout.scale, top_k=layout.top_k_text)
+    encoded = encoder.encode_queries([t for _, t in pairs], scale=layout.scale, top_k=layout.top_k_text)
     vectors = [v.to_features(encoder.vocab, escape=False) for v in encoded]
     search = LexSearch(client, INDEX, layout=layout)
     results = []

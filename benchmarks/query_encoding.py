@@ -46,8 +46,8 @@ def encoding_seconds(lexlip: Path, dense: Path, texts: Sequence[str], work: Path
         onnx = OnnxTextEncoder(onnx_dir, batch_size=1, threads=1)
         twin = DenseEncoder.from_pretrained(dense, batch_size=1)
         return {
-            LEXLIP_TORCH: per_query_seconds(lambda t: encoder.encode_texts([t], scale=100.0, top_k=48), texts),
-            LEXLIP_ONNX: per_query_seconds(lambda t: onnx.encode_texts([t], scale=100.0, top_k=48), texts),
+            LEXLIP_TORCH: per_query_seconds(lambda t: encoder.encode_queries([t], scale=100.0, top_k=48), texts),
+            LEXLIP_ONNX: per_query_seconds(lambda t: onnx.encode_queries([t], scale=100.0, top_k=48), texts),
             DENSE_TORCH: per_query_seconds(lambda t: twin.encode_texts([t]), texts),
         }
     finally:

@@ -104,7 +104,7 @@ def encode_lexlip(
         write_jsonl(part, vectors)
         docs.extend(vectors)
         print(f"  encoded {start + len(vectors):,} / {len(images):,} images", flush=True)
-    queries = [v.to_features(vocab, escape=False) for v in encoder.encode_texts(texts, scale=100.0, top_k=48)]
+    queries = [v.to_features(vocab, escape=False) for v in encoder.encode_queries(texts, scale=100.0, top_k=48)]
     return docs, queries, str(encoder.model_id)
 
 

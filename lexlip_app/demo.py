@@ -284,7 +284,7 @@ def recall(
     started = time.monotonic()
     layout = search.layout()
     captions = [(r["id"], c) for r in rows for c in r["captions"]]
-    vectors = encoder.encode_texts([c for _, c in captions], scale=layout.scale, top_k=layout.top_k_text)
+    vectors = encoder.encode_queries([c for _, c in captions], scale=layout.scale, top_k=layout.top_k_text)
     depth = max(KS)
 
     def caption_rank(pair: tuple[tuple[str, str], Any]) -> int:

@@ -222,7 +222,8 @@ def train_stage(
 
 
 def train_recipe(data: Path, out: Path, recipe: Recipe, stream: bool = True, reuse: bool = False) -> float:
-    """Train the recipe into `out/sparse` (checkpoint `out/sparse/final`); returns the wall seconds."""
+    """Train the recipe into `out/sparse` (checkpoint `out/sparse/final`), then write its query term weights when
+    the recipe has them; returns the training run's wall seconds."""
     label = f"stage 1/1 grounded LexLIP ({recipe.name})"
     seconds = train_stage("finetune", data, out / LEXLIP_DIR, recipe.settings(label), stream=stream, reuse=reuse)
     calibrate_recipe(data, out, recipe)
