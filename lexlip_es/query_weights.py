@@ -117,3 +117,15 @@ class QueryWeighting:
         if norm == 0.0:
             return weighted
         return np.asarray(weighted * (float(np.linalg.norm(row)) / norm), dtype=np.float32)
+
+
+def query_vectors(
+    rows: Iterable[npt.NDArray[np.float32]],
+    weights: QueryWeights | None,
+    vocab: Vocabulary,
+    scale: float | None = None,
+    top_k: int | None = None,
+) -> list[SparseVector]:
+    """An encoder's text output rows as query lexicons: weighted, then quantized with `scale` and cut to `top_k`."""
+    weighting = QueryWeighting(weights, vocab)
+    return [SparseVector.from_output(weighting(row), scale, top_k) for row in rows]

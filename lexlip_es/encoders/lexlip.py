@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from lexlip_es.encoders.base import ImageEncoder, TextEncoder
 from lexlip_es.encoders.images import ImageInput
 from lexlip_es.encoders.torch_common import TorchEncoderBase
-from lexlip_es.query_weights import QueryWeighting
+from lexlip_es.query_weights import query_vectors
 from lexlip_es.sparse import SparseVector
 
 
@@ -27,8 +27,7 @@ class LexLIPEncoder(TorchEncoderBase, TextEncoder, ImageEncoder):
     def encode_queries(
         self, texts: Sequence[str], scale: float | None = None, top_k: int | None = None
     ) -> list[SparseVector]:
-        weighting = QueryWeighting(self.query_weights, self.vocab)
-        return [SparseVector.from_output(weighting(v), scale, top_k) for v in self._text_outputs(texts)]
+        return query_vectors(self._text_outputs(texts), self.query_weights, self.vocab, scale, top_k)
 
     def encode_images(
         self, images: Sequence[ImageInput], scale: float | None = None, top_k: int | None = None

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lexlip_es.encoders.base import TextEncoder, checkpoint_model_id
-from lexlip_es.query_weights import QueryWeighting, QueryWeights
+from lexlip_es.query_weights import QueryWeights, query_vectors
 from lexlip_es.sparse import SparseVector
 from lexlip_es.tokenizer import TextTokenizer
 
@@ -92,8 +92,7 @@ class OnnxTextEncoder(TextEncoder):
     def encode_queries(
         self, texts: Sequence[str], scale: float | None = None, top_k: int | None = None
     ) -> list[SparseVector]:
-        weighting = QueryWeighting(self.query_weights, self.vocab)
-        return [SparseVector.from_output(weighting(row), scale, top_k) for row in self._rows(texts)]
+        return query_vectors(self._rows(texts), self.query_weights, self.vocab, scale, top_k)
 
     def _rows(self, texts: Sequence[str]) -> Iterator[np.ndarray]:
         texts = list(texts)
