@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lexlip_es.encoders.lexlip import LexLIPEncoder
-from lexlip_es.query_weights import QueryWeighting, QueryWeights
-from lexlip_es.sparse import SparseVector
+from lexlip_es.query_weights import QueryWeights, query_vectors
 from trainer.data.datasets import load_pairs
 from trainer.evaluate import _flatten, retrieval_metrics, sparse_matrix
 from trainer.loop import TrainingError
@@ -46,8 +45,7 @@ def calibrate_query_weights(
     rows = [v.to_dense(size) for v in encoder.encode_texts(captions)]
     figures: dict[str, float] = {}
     for power in powers:
-        weighting = QueryWeighting(reference.with_power(power), encoder.vocab)
-        queries = [SparseVector.from_output(weighting(row), scale) for row in rows]
+        queries = query_vectors(rows, reference.with_power(power), encoder.vocab, scale)
         metrics = retrieval_metrics(images, sparse_matrix(queries, size), owner)
         figures[str(power)] = round(float(metrics["text_to_image"]["R@1"]), 4)
     best = max(powers, key=lambda p: (figures[str(p)], -p))
@@ -56,7 +54,3 @@ def calibrate_query_weights(
     weights.save(checkpoint)
     say(f"query weights: power {best} (val t2i R@1 {figures[str(best)]}), {time.monotonic() - started:.0f} s")
     return weights
-
-
-def has_query_weights(checkpoint: str | Path) -> bool:
-    return QueryWeights.load(checkpoint) is not None
