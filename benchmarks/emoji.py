@@ -1,6 +1,6 @@
 """Real pictures: the emoji recipe with a pretrained and a random image tower, each beside its dense twin.
 
-    .venv/bin/python benchmarks/emoji.py [--steps 320] [--out /tmp/lexlip-emoji] [--seeds 3] [--random-seeds 1]
+    .venv/bin/python benchmarks/emoji.py [--steps 430] [--out /tmp/lexlip-emoji] [--seeds 3] [--random-seeds 1]
 
 Data: `lexlip data emoji` (Fluent Emoji 3D renders, OpenMoji's names and tags; split by base emoji), scored on the
 test split (every image against all its captions). Rows, all at one training budget (the LexLIP recipe's

