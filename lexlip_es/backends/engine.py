@@ -48,9 +48,9 @@ class FastMode:
     """Two-phase search in one request: the query's `terms` heaviest terms retrieve candidates, and a `rescore` over
     the best `window` of them adds the remaining terms, so every document in the window gets its exact full score.
     Documents that match none of the head terms are never candidates: that is the recall this mode trades.
-    Defaults from benchmarks/results/table2-100000.md: 16:1000 kept R@10 equal to exact and 0.997 of the exact top 10
-    (equal scores counted as found) at 1.5x exact mode's QPS; 8:100 was 2.3x but found 0.68 of it. At 1,000,000
-    images (table2-1000000.md) 16:1000 is 1.8x exact's QPS with R@10 0.066 against 0.058, 0.927 of the top 10."""
+    Defaults from benchmarks/results/table2-100000.md (2026-12-04): 16:1000 keeps R@10 equal to exact and the whole
+    exact top 10 at 2.0x exact mode's QPS (218 against 109); 4:100 found 0.68 of it. At 1,000,000 images
+    (table2-1000000.md, the model before grounding) 16:1000 was 1.8x exact's QPS, 0.927 of the top 10."""
 
     terms: int = 16
     window: int = 1000
