@@ -19,7 +19,7 @@ _NAME_UNSAFE = re.compile(r"[^a-z0-9_-]+")
 def create_index(client: Any, index: str, layout: LexiconLayout, options: IndexOptions | None = None) -> dict[str, Any]:
     flavor = flavor_of(client)
     check_field_type(flavor, layout)
-    body = index_body(layout, options)
+    body = index_body(layout, options, flavor=flavor)
     with engine_errors(f"creating index {index!r}", index):
         if flavor == "opensearch":
             return dict(client.indices.create(index=index, body=body))
@@ -37,7 +37,7 @@ def put_template(
     """A composable index template: indices created later under `patterns` get the LexLIP layout."""
     flavor = flavor_of(client)
     check_field_type(flavor, layout)
-    body = template_body(patterns, layout, options, priority)
+    body = template_body(patterns, layout, options, priority, flavor=flavor)
     with engine_errors(f"putting index template {name!r}"):
         if flavor == "opensearch":
             return dict(client.indices.put_index_template(name=name, body=body))

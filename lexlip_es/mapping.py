@@ -31,6 +31,9 @@ MODEL_FIELD = "lexlip_model"
 ID_FIELD = "lexlip_id"
 LEXICON_FIELDS = (IMAGE_FIELD, CAPTION_FIELD)
 LAYOUT_VERSION = 1
+ID_PROPERTY = {"type": "keyword", "index": False}
+"""The document id again, as doc values only: exact mode sorts ties by it; lookups go through `_id`. Left out of the
+terms dictionary, which held every id a second time (benchmarks/results/table2-*.md: the `tim` bytes)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,17 @@ def check_field_type(flavor: Flavor, layout: LexiconLayout) -> None:
         )
 
 
-def lexicon_properties(layout: LexiconLayout) -> dict[str, Any]:
+def model_property(flavor: Flavor, model_id: str) -> dict[str, Any]:
+    """The checkpoint's id on every document. OpenSearch's `constant_keyword` refuses a document of another model at
+    write time and makes every search's model filter free (it matches all or none of a shard, where a `keyword`
+    filter is walked beside the lexicon's postings: half the cost of a search, benchmarks/results/table2-*.md).
+    The Elasticsearch node we test on lacks the x-pack module that holds `constant_keyword`: a `keyword` there."""
+    if flavor == "opensearch":
+        return {"type": "constant_keyword", "value": model_id}
+    return {"type": "keyword"}
+
+
+def lexicon_properties(layout: LexiconLayout, flavor: Flavor) -> dict[str, Any]:
     lexicon: dict[str, Any] = {"type": layout.field_type}
     if layout.field_type == "impact":
         lexicon = {
@@ -108,19 +121,20 @@ def lexicon_properties(layout: LexiconLayout) -> dict[str, Any]:
     return {
         IMAGE_FIELD: dict(lexicon),
         CAPTION_FIELD: dict(lexicon),
-        MODEL_FIELD: {"type": "keyword"},
-        ID_FIELD: {"type": "keyword"},
+        MODEL_FIELD: model_property(flavor, layout.model_id),
+        ID_FIELD: dict(ID_PROPERTY),
     }
 
 
-def mappings(layout: LexiconLayout, options: IndexOptions | None = None) -> dict[str, Any]:
+def mappings(layout: LexiconLayout, options: IndexOptions | None = None, *, flavor: Flavor) -> dict[str, Any]:
     options = options or IndexOptions()
-    clash = set(options.metadata_properties) & set(lexicon_properties(layout))
+    owned = lexicon_properties(layout, flavor)
+    clash = set(options.metadata_properties) & set(owned)
     if clash:
         raise MappingError(f"metadata fields {sorted(clash)} clash with the fields lexlip-es owns")
     body: dict[str, Any] = {
         "_meta": layout.meta(),
-        "properties": {**options.metadata_properties, **lexicon_properties(layout)},
+        "properties": {**options.metadata_properties, **owned},
     }
     if layout.exclude_lexicons_from_source:
         body["_source"] = {"excludes": list(LEXICON_FIELDS)}
@@ -148,13 +162,18 @@ def index_settings(options: IndexOptions | None = None, layout: LexiconLayout | 
     return {"index": index}
 
 
-def index_body(layout: LexiconLayout, options: IndexOptions | None = None) -> dict[str, Any]:
-    """The body of `PUT /<index>`."""
-    return {"settings": index_settings(options, layout), "mappings": mappings(layout, options)}
+def index_body(layout: LexiconLayout, options: IndexOptions | None = None, *, flavor: Flavor) -> dict[str, Any]:
+    """The body of `PUT /<index>` on that engine."""
+    return {"settings": index_settings(options, layout), "mappings": mappings(layout, options, flavor=flavor)}
 
 
 def template_body(
-    patterns: list[str], layout: LexiconLayout, options: IndexOptions | None = None, priority: int = 100
+    patterns: list[str],
+    layout: LexiconLayout,
+    options: IndexOptions | None = None,
+    priority: int = 100,
+    *,
+    flavor: Flavor,
 ) -> dict[str, Any]:
     """The body of `PUT /_index_template/<name>`: every new index matching `patterns` gets the LexLIP layout."""
     if not patterns:
@@ -162,6 +181,6 @@ def template_body(
     return {
         "index_patterns": list(patterns),
         "priority": priority,
-        "template": index_body(layout, options),
+        "template": index_body(layout, options, flavor=flavor),
         "_meta": layout.meta(),
     }

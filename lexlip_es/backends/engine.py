@@ -63,13 +63,6 @@ class FastMode:
 MAX_RESULT_WINDOW = 10_000
 """OpenSearch's and Elasticsearch's default `index.max_result_window`: from + size beyond it is refused."""
 
-TIE_MARGIN = 10
-"""Exact mode asks for k + TIE_MARGIN hits ordered by score alone, which lets Lucene skip documents that cannot
-reach the top (MaxScore/WAND over the terms' impacts), and orders equal scores by id itself. Only when the hits
-tied with the k-th run to the end of that answer (their order among the rest is unknown) does it ask again with
-the engine's sort by [score, id], which scores every match (benchmarks/results/table2-*.md: the `sort` cost)."""
-
-
 @dataclass
 class EngineQueries:
     flavor: Flavor
@@ -89,11 +82,11 @@ class EngineQueries:
         min_score: float | None = None,
         after: SearchHit | None = None,
         text: Mapping[str, Any] | None = None,
-        by_id: bool = False,
     ) -> dict[str, Any]:
         """The `_search` body; `after` (the last hit of the previous page) asks for the page after it; `text` is a
         hybrid search's BM25 clause, added to the lexicon's score (`vector` may then be empty). With the tie-break,
-        a first page is a probe sorted by score alone (TIE_MARGIN); `by_id` (or `after`) sorts by [score, id]."""
+        the engine sorts by [score, id]: Lucene still skips documents below the k-th score, and one request costs
+        less than a probe by score alone plus the second request its ties often need (benchmarks/results/table2-*)."""
         if check_k(k) > MAX_RESULT_WINDOW:
             raise QueryError(
                 f"k={k:,} is beyond the engine's result window of {MAX_RESULT_WINDOW:,} hits "
@@ -110,15 +103,13 @@ class EngineQueries:
             if after is not None:
                 self._sort_of(after)
             return self._fast_body(weights, k, field, [model_filter, *filters], min_score, text)
-        clause = combine(self._lexicon_clause(field, weights), text)
-        probe = self.tie_break and after is None and not by_id
         body = search_body(
-            clause,
-            min(k + TIE_MARGIN, MAX_RESULT_WINDOW) if probe else k,
+            combine(self._lexicon_clause(field, weights), text),
+            k,
             filters=[model_filter, *filters],
             min_score=min_score,
             source=self.source,
-            tie_break_field=ID_FIELD if self.tie_break and not probe else None,
+            tie_break_field=ID_FIELD if self.tie_break else None,
         )
         if after is not None:
             body["search_after"] = list(self._sort_of(after))
@@ -165,14 +156,6 @@ class EngineQueries:
             },
         }
         return body
-
-    def spilled(self, body: Mapping[str, Any], response: Mapping[str, Any], k: int) -> bool:
-        """A probe's answer (tie-break, sorted by score alone) whose hits tied with the k-th run to its end: which
-        of the tied documents come first by id is unknown, so the search must be asked again `by_id`."""
-        if not self.tie_break or "sort" in body or "rescore" in body:
-            return False
-        raw = response["hits"]["hits"]
-        return len(raw) > k and len(raw) >= body["size"] and float(raw[-1]["_score"]) >= float(raw[k - 1]["_score"])
 
     def hits(
         self,
@@ -291,21 +274,12 @@ class EngineBackend(VectorBackend):
         body = self.q.body(vector, k, field, filters, min_score, after, text)
         with engine_errors(f"searching {self.q.index!r}", self.q.index):
             response = self.client.search(**self.q.search_request(body))
-            if self.q.spilled(body, response, k):
-                body = self.q.body(vector, k, field, filters, min_score, after, text, by_id=True)
-                response = self.client.search(**self.q.search_request(body))
         return self.q.hits(response, field, vector, text, k)
 
     def search_many(
         self, queries: Sequence[Mapping[str, float]], k: int, field: str = "image_lexicon"
     ) -> list[list[SearchHit]]:
-        bodies = [self.q.body(v, k, field) for v in queries]
-        answers = self._msearch(bodies)
-        again = [i for i, (b, a) in enumerate(zip(bodies, answers, strict=True)) if self.q.spilled(b, a, k)]
-        if again:
-            redone = self._msearch([self.q.body(queries[i], k, field, by_id=True) for i in again])
-            for i, answer in zip(again, redone, strict=True):
-                answers[i] = answer
+        answers = self._msearch([self.q.body(v, k, field) for v in queries])
         return [self.q.hits(a, field, v, k=k) for v, a in zip(queries, answers, strict=True)]
 
     def _msearch(self, bodies: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -352,9 +326,6 @@ class AsyncEngineBackend:
         body = self.q.body(vector, k, field, filters, min_score, after, text)
         with engine_errors(f"searching {self.q.index!r}", self.q.index):
             response = await self.client.search(**self.q.search_request(body))
-            if self.q.spilled(body, response, k):
-                body = self.q.body(vector, k, field, filters, min_score, after, text, by_id=True)
-                response = await self.client.search(**self.q.search_request(body))
         return self.q.hits(response, field, vector, text, k)
 
     async def contributions(self, hit: SearchHit) -> list[Contribution]:

@@ -111,6 +111,9 @@ def start_elasticsearch(
         "path.data": base / "data",
         "path.logs": base / "logs",
         "cluster.routing.allocation.disk.threshold_enabled": "false",
+        # A loopback node on a shared disk: merges stall below this much free space (the default is 5% of the disk
+        # up to 100 GB, which a developer's disk with a few GB free already trips: force-merges then wait forever).
+        "indices.merge.disk.watermark.high": "1gb",
     }
     cmd = [*prefix, str(home / "bin" / "elasticsearch")]
     for key, value in es_settings.items():

@@ -109,15 +109,26 @@ def test_fast_mode_gives_every_hit_its_exact_full_score(os_client: OpenSearch) -
         assert len(exact.search_vector(query, k=10)) == 10
 
 
-def test_documents_of_another_model_are_never_returned(os_client: OpenSearch) -> None:
+@pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])
+def test_documents_of_another_model_are_never_returned(
+    engine: str, os_client: OpenSearch, es_client: Elasticsearch
+) -> None:
+    """OpenSearch's constant_keyword refuses another model's documents at write time; Elasticsearch (a keyword on
+    our node) takes them, and every search filters them out."""
+    client: Any = os_client if engine == "opensearch" else es_client
+    field_type = "rank_features" if engine == "opensearch" else "sparse_vector"
     docs = _docs(50)
-    layout = LexiconLayout("model-a", top_k_image=None)
-    _fill(os_client, "lexlip-it-mixed", layout, docs)
-    other = LexiconLayout("model-b", top_k_image=None)
-    BulkWriter(os_client, "lexlip-it-mixed", other, refresh="wait_for").write(
+    _fill(client, "lexlip-it-mixed", LexiconLayout("model-a", top_k_image=None, field_type=field_type), docs)
+    other = LexiconLayout("model-b", top_k_image=None, field_type=field_type)
+    report = BulkWriter(client, "lexlip-it-mixed", other, refresh="wait_for").write(
         LexiconDocument(f"b-{d}", image=v) for d, v in docs
     )
-    hits = LexSearch(os_client, "lexlip-it-mixed").search_vector(docs[0][1], k=100)
+    if engine == "opensearch":
+        assert report.indexed == 0 and len(report.errors) == len(docs)
+        assert all("lexlip_model" in e.reason and e.status == 400 for e in report.errors), report.errors[:1]
+    else:
+        assert report.ok and report.indexed == len(docs)
+    hits = LexSearch(client, "lexlip-it-mixed").search_vector(docs[0][1], k=100)
     assert hits and not any(h.id.startswith("b-") for h in hits)
     assert all(h.source["lexlip_model"] == "model-a" for h in hits)
 

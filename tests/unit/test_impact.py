@@ -17,7 +17,7 @@ LAYOUT = LexiconLayout("m1", field_type="impact")
 
 
 def test_index_body_has_the_analyzer_the_similarity_and_text_fields() -> None:
-    body = index_body(LAYOUT)
+    body = index_body(LAYOUT, flavor="opensearch")
     index = body["settings"]["index"]
     assert index["analysis"] == {
         "analyzer": {"lexlip_impact": {"type": "custom", "tokenizer": "whitespace", "filter": ["lexlip_weight"]}},
@@ -35,7 +35,7 @@ def test_index_body_has_the_analyzer_the_similarity_and_text_fields() -> None:
     }
     assert body["mappings"]["properties"]["image_lexicon"] == field
     assert body["mappings"]["properties"]["caption_lexicon"] == field
-    assert "analysis" not in index_body(LexiconLayout("m1"))["settings"]["index"]
+    assert "analysis" not in index_body(LexiconLayout("m1"), flavor="opensearch")["settings"]["index"]
     assert set(IMPACT_SETTINGS) == {"analysis", "similarity"}
 
 

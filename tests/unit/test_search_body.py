@@ -18,9 +18,9 @@ def test_opensearch_search_body_is_exact() -> None:
     body = engine_queries(max_terms=2).body(
         {"red": 30, "u.s": 5, "circle": 30}, 10, "image_lexicon", [{"term": {"shop": "eu"}}], min_score=2.0
     )
-    # a probe: k + TIE_MARGIN hits by score alone (Lucene may skip), equal scores ordered by id afterwards
+    # one request: the engine orders equal scores by id (Lucene still skips what cannot reach the k-th score)
     assert body == {
-        "size": 20,
+        "size": 10,
         "query": {
             "bool": {
                 "must": [
@@ -39,13 +39,6 @@ def test_opensearch_search_body_is_exact() -> None:
         "track_total_hits": False,
         "_source": True,
         "min_score": 2.0,
-    }
-    by_id = engine_queries(max_terms=2).body(
-        {"red": 30, "u.s": 5, "circle": 30}, 10, "image_lexicon", [{"term": {"shop": "eu"}}], 2.0, by_id=True
-    )
-    assert by_id == {
-        **body,
-        "size": 10,
         "sort": [{"_score": {"order": "desc"}}, {"lexlip_id": {"order": "asc"}}],
         "track_scores": True,
     }
@@ -55,23 +48,18 @@ def _answer(*hits: tuple[str, float]) -> dict[str, object]:
     return {"hits": {"hits": [{"_id": i, "_score": s, "_source": {}} for i, s in hits]}}
 
 
-def test_a_probe_orders_ties_by_id_and_asks_again_only_when_ties_fill_it() -> None:
-    queries = engine_queries()
-    probe = queries.body({"red": 3}, 2, "image_lexicon")
-    assert probe["size"] == 12 and "sort" not in probe
-    # the engine's order among equal scores is its own: c before b at 5.0
-    answer = _answer(("a", 9.0), ("c", 5.0), ("b", 5.0), ("d", 1.0))
-    assert not queries.spilled(probe, answer, 2)  # fewer than 12 hits: every match is there
-    hits = queries.hits(answer, "image_lexicon", {"red": 3}, k=2)
+def test_engine_sorted_hits_keep_their_order_and_others_are_ordered_by_score_then_id() -> None:
+    sorted_answer = {
+        "hits": {"hits": [{"_id": i, "_score": s, "_source": {}, "sort": [s, i]} for i, s in (("a", 9.0), ("b", 5.0))]}
+    }
+    hits = engine_queries().hits(sorted_answer, "image_lexicon", {"red": 3}, k=2)
     assert [(h.id, h.sort) for h in hits] == [("a", (9.0, "a")), ("b", (5.0, "b"))]
-    full = _answer(("a", 9.0), *((f"t{i}", 5.0) for i in range(10)), ("z", 4.0))
-    assert not queries.spilled(probe, full, 2)  # the last hit scores below the 2nd: all ties at 5.0 are in
-    tied = _answer(("a", 9.0), *((f"t{i}", 5.0) for i in range(11)))
-    assert queries.spilled(probe, tied, 2)  # ties run to the end: an unseen t-document may sort first by id
-    by_id = queries.body({"red": 3}, 2, "image_lexicon", by_id=True)
-    assert not queries.spilled(by_id, tied, 2) and "sort" in by_id
+    # a rescored (fast mode) answer comes in the engine's own order among equal scores: c before b at 5.0
+    answer = _answer(("a", 9.0), ("c", 5.0), ("b", 5.0), ("d", 1.0))
+    hits = engine_queries().hits(answer, "image_lexicon", {"red": 3}, k=2)
+    assert [(h.id, h.sort) for h in hits] == [("a", (9.0, "a")), ("b", (5.0, "b"))]
     plain = engine_queries(tie_break=False)
-    assert not plain.spilled(plain.body({"red": 3}, 2, "image_lexicon"), tied, 2)  # no tie-break asked for
+    assert "sort" not in plain.body({"red": 3}, 2, "image_lexicon")
 
 
 def test_elasticsearch_sparse_vector_body() -> None:
@@ -247,7 +235,7 @@ def test_fast_mode_body_scores_head_terms_and_rescores_the_rest() -> None:
         },
     }
     short = engine_queries(fast=FastMode(terms=8)).body({"a": 9}, 10, "image_lexicon")
-    assert "rescore" not in short and short["size"] == 20  # a short query is an exact (probe) search
+    assert "rescore" not in short and "sort" in short  # a short query is an exact search
     with pytest.raises(QueryError, match="fast mode needs"):
         FastMode(terms=0)
 
