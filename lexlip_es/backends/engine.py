@@ -63,6 +63,7 @@ class FastMode:
 MAX_RESULT_WINDOW = 10_000
 """OpenSearch's and Elasticsearch's default `index.max_result_window`: from + size beyond it is refused."""
 
+
 @dataclass
 class EngineQueries:
     flavor: Flavor

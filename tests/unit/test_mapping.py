@@ -72,6 +72,5 @@ def test_bad_layouts_are_refused(kwargs: dict[str, object], message: str) -> Non
 
 def test_metadata_cannot_take_our_fields() -> None:
     with pytest.raises(MappingError, match="clash"):
-        index_body(
-            LexiconLayout("m"), IndexOptions(metadata_properties={"lexlip_model": {"type": "text"}}), flavor="opensearch"
-        )
+        options = IndexOptions(metadata_properties={"lexlip_model": {"type": "text"}})
+        index_body(LexiconLayout("m"), options, flavor="opensearch")
