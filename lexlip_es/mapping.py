@@ -101,7 +101,7 @@ def check_field_type(flavor: Flavor, layout: LexiconLayout) -> None:
 def model_property(flavor: Flavor, model_id: str) -> dict[str, Any]:
     """The checkpoint's id on every document. OpenSearch's `constant_keyword` refuses a document of another model at
     write time and makes every search's model filter free (it matches all or none of a shard, where a `keyword`
-    filter is walked beside the lexicon's postings: half the cost of a search, benchmarks/results/table2-*.md).
+    filter is walked beside the lexicon's postings: half the cost of a search: README, OpenSearch quickstart).
     The Elasticsearch node we test on lacks the x-pack module that holds `constant_keyword`: a `keyword` there."""
     if flavor == "opensearch":
         return {"type": "constant_keyword", "value": model_id}

@@ -86,8 +86,8 @@ class EngineQueries:
     ) -> dict[str, Any]:
         """The `_search` body; `after` (the last hit of the previous page) asks for the page after it; `text` is a
         hybrid search's BM25 clause, added to the lexicon's score (`vector` may then be empty). With the tie-break,
-        the engine sorts by [score, id]: Lucene still skips documents below the k-th score, and one request costs
-        less than a probe by score alone plus the second request its ties often need (benchmarks/results/table2-*)."""
+        the engine sorts by [score, id] in one request: a probe by score alone costs as much, and its ties often
+        needed a second request (README, "Fast mode": 29% of the shapes queries)."""
         if check_k(k) > MAX_RESULT_WINDOW:
             raise QueryError(
                 f"k={k:,} is beyond the engine's result window of {MAX_RESULT_WINDOW:,} hits "
