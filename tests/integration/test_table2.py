@@ -73,6 +73,9 @@ def test_table2_runs_every_system_and_the_exact_ones_agree(tmp_path: Path, setti
             assert row["p50_ms_with_encoding"] > row["p50_ms"], name
     for name, row in rows.items():
         assert row["qps"] > 0 and row["p50_ms"] <= row["p99_ms"], name
+        passes = row["qps_passes"]  # ascending; the row reports the median pass (the exact scorer runs one)
+        assert len(passes) == (1 if name.startswith("LexLIP exact scorer") else 3), name
+        assert passes == sorted(passes) and round(row["qps"], 1) == passes[len(passes) // 2], name
         if row.get("R@10") is not None:
             assert 0 <= row["R@1"] <= row["R@5"] <= row["R@10"] <= 1, name
     assert rows["LexLIP OpenSearch impact field, exact"]["index_bytes"] < rows["LexLIP OpenSearch exact"]["index_bytes"]
