@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,6 +317,26 @@ class ExactTop:
 NO_QUALITY = {"R@1": None, "R@5": None, "R@10": None, "overlap@10": None, "tied@10": None}
 
 
+def wide_flat_row(n: int, nq: int, dims: int) -> dict[str, Any]:
+    """A flat scan at CLIP's width over `n` random vectors, one thread: the speed a `dims`-wide dense index would
+    have (no quality figures: the vectors mean nothing)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(0)
+    index = faiss.IndexFlatIP(dims)
+    for start in range(0, n, 100_000):
+        index.add(rng.standard_normal((min(100_000, n - start), dims), dtype=np.float32))
+    wide_q = rng.standard_normal((nq, dims), dtype=np.float32)
+    figures = measure(lambda q: [str(i) for i in index.search(wide_q[q : q + 1], K)[1][0]], nq)
+    figures.pop("results")
+    figures.pop("latencies")
+    size = index.ntotal * dims * 4
+    unmeasured = {"encoder": "-", "p50_ms_with_encoding": None}
+    name = f"dense flat (Faiss), {dims}-d random vectors: speed only"
+    return {"system": name, **figures, **unmeasured, "index_bytes": size, "bytes_per_image": size / n, **NO_QUALITY}
+
+
 def with_encoding(latencies: Sequence[float], encoding: Sequence[float] | None) -> float:
     """p50 of encode + search, query by query (search alone where the engine takes the text as it is)."""
     if encoding is None:
@@ -418,14 +438,18 @@ def lexicon_shape(docs: Vectors, queries: Vectors) -> dict[str, float]:
     df: Counter[str] = Counter()
     for d in docs:
         df.update(d.keys())
-    n = len(docs)
+    return lexicon_shape_of(df, len(docs), sum(len(d) for d in docs), queries)
+
+
+def lexicon_shape_of(df: Mapping[str, int], n: int, postings: int, queries: Vectors) -> dict[str, float]:
+    """`lexicon_shape` from the corpus's document frequencies, its size and its number of postings."""
 
     def walked(top: int | None) -> float:
         heads = [sorted(q, key=lambda t: -q[t])[:top] for q in queries]
-        return round(float(np.mean([sum(df[t] for t in h) for h in heads])) / n, 2)
+        return round(float(np.mean([sum(df.get(t, 0) for t in h) for h in heads])) / n, 2)
 
     return {
-        "terms per image": round(sum(len(d) for d in docs) / n, 1),
+        "terms per image": round(postings / n, 1),
         "terms per query": round(float(np.mean([len(q) for q in queries])), 1),
         "distinct terms in the corpus": len(df),
         "largest document frequency": round(max(df.values()) / n, 3),
@@ -600,25 +624,9 @@ class Systems:
         return [self.ids[j] for j in index.search(self.dense_queries[q : q + 1], K)[1][0]]
 
     def wide_flat(self) -> None:
-        """A flat scan at CLIP's width over random vectors: the speed a 512-d dense index would have."""
-        import faiss
-
-        clock, n, dims = time.monotonic(), self.n, self.args.wide_dims
-        rng = np.random.default_rng(0)
-        index = faiss.IndexFlatIP(dims)
-        for start in range(0, n, 100_000):
-            index.add(rng.standard_normal((min(100_000, n - start), dims), dtype=np.float32))
-        wide_q = rng.standard_normal((self.nq, dims), dtype=np.float32)
-        figures = measure(lambda q: [str(i) for i in index.search(wide_q[q : q + 1], K)[1][0]], self.nq)
-        figures.pop("results")
-        name = f"dense flat (Faiss), {dims}-d random vectors: speed only"
-        size = index.ntotal * dims * 4
-        figures.pop("latencies")
-        unmeasured = {"encoder": "-", "p50_ms_with_encoding": None}
-        self.rows.append(
-            {"system": name, **figures, **unmeasured, "index_bytes": size, "bytes_per_image": size / n, **NO_QUALITY}
-        )
-        step(name, clock)
+        clock = time.monotonic()
+        self.rows.append(wide_flat_row(self.n, self.nq, self.args.wide_dims))
+        step(self.rows[-1]["system"], clock)
 
     def anserini(self, exact: ExactTop) -> None:
         """Anserini's impact index: the exact reference on the Lucene side."""
