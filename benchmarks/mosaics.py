@@ -42,12 +42,12 @@ from table2 import (
     STEPS,
     WARM_UP,
     K,
+    anserini_figures,
     directory_bytes,
     directory_files,
     engine_index,
     lucene_files,
     measure,
-    median_pass,
     step,
     wide_flat_row,
 )
@@ -176,20 +176,13 @@ class Bench:
 
     def anserini(self, corpus: Mosaics, queries: list[dict[str, int]], exact: list[list[str]]) -> None:
         from lexlip_es.backends.anserini import AnseriniBackend
-        from lexlip_es.local.anserini import Anserini
 
         clock = time.monotonic()
         folder = self.args.out / f"anserini-mosaics-{len(corpus)}"
         shutil.rmtree(folder, ignore_errors=True)
         documents = ((doc_id(r), v) for r, v in enumerate(corpus[0 : len(corpus)]) if v)
         AnseriniBackend(folder, self.settings).index(documents, threads=2)
-        seconds: dict[str, float] = {}
-        warm = [(f"warm-{q}", queries[q]) for q in range(min(len(queries), WARM_UP))]
-        timed = [(f"{p}:{q}", v) for p in range(PASSES) for q, v in enumerate(queries)]
-        found = Anserini(self.settings).search(folder, warm + timed, K, seconds)
-        results = [[d for d, _ in found[f"0:{q}"]] for q in range(len(queries))]
-        passes = [[seconds[f"{p}:{q}"] for q in range(len(queries))] for p in range(PASSES)]
-        figures = {"results": results, **median_pass(passes), "qps_4_clients": None}
+        figures = anserini_figures(self.settings, folder, queries)
         self.add("LexLIP Anserini impact", figures, directory_bytes(folder), exact)
         FILES["Anserini"] = directory_files(folder)
         step("Anserini (index + search)", clock)

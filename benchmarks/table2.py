@@ -200,6 +200,20 @@ def median_pass(timed: Sequence[Sequence[float]]) -> dict[str, Any]:
     return {"latencies": latencies, **chosen, "qps_passes": [round(f["qps"], 1) for f, _ in figures]}
 
 
+def anserini_figures(settings: Settings, folder: Path, queries: Vectors) -> dict[str, Any]:
+    """Anserini's impact search over the index in `folder`, timed as `measure` times an engine row (WARM_UP
+    warm-up queries, then PASSES passes, the median reported), all inside one JVM; no 4-client figure."""
+    from lexlip_es.local.anserini import Anserini
+
+    seconds: dict[str, float] = {}
+    warm = [(f"warm-{q}", queries[q]) for q in range(min(len(queries), WARM_UP))]
+    timed = [(f"{p}:{q}", v) for p in range(PASSES) for q, v in enumerate(queries)]
+    found = Anserini(settings).search(folder, warm + timed, K, seconds)
+    results = [[d for d, _ in found[f"0:{q}"]] for q in range(len(queries))]
+    passes = [[seconds[f"{p}:{q}"] for q in range(len(queries))] for p in range(PASSES)]
+    return {"results": results, **median_pass(passes), "qps_4_clients": None}
+
+
 def latency_figures(latencies: Sequence[float]) -> dict[str, float]:
     ms = np.asarray(latencies) * 1000
     return {
@@ -631,20 +645,13 @@ class Systems:
     def anserini(self, exact: ExactTop) -> None:
         """Anserini's impact index: the exact reference on the Lucene side."""
         from lexlip_es.backends.anserini import AnseriniBackend
-        from lexlip_es.local.anserini import Anserini
 
         clock = time.monotonic()
         folder = self.args.out / f"anserini-{self.n}"
         shutil.rmtree(folder, ignore_errors=True)
         vectors = ((i, v) for i, v in zip(self.ids, self.docs, strict=True) if v)
         AnseriniBackend(folder, self.settings).index(vectors, threads=2)
-        seconds: dict[str, float] = {}
-        warm = [(f"warm-{q}", self.queries[q]) for q in range(min(self.nq, WARM_UP))]
-        timed = [(f"{p}:{q}", v) for p in range(PASSES) for q, v in enumerate(self.queries)]
-        found = Anserini(self.settings).search(folder, warm + timed, K, seconds)
-        results = [[d for d, _ in found[f"0:{q}"]] for q in range(self.nq)]
-        passes = [[seconds[f"{p}:{q}"] for q in range(self.nq)] for p in range(PASSES)]
-        figures = {"results": results, **median_pass(passes), "qps_4_clients": None}
+        figures = anserini_figures(self.settings, folder, self.queries)
         self.add("LexLIP Anserini impact", figures, directory_bytes(folder), exact)
         FILES["Anserini"] = directory_files(folder)
         step("Anserini (index + search)", clock)
