@@ -235,7 +235,7 @@ def build_objective(config: TrainConfig, encoder: Any, losses: LossConfig) -> An
     vocab = encoder.tokenizer.vocab
     objective: Any
     if config.kind == "dense":
-        objective = DenseObjective(encoder.model, losses.temperature, losses.sibling_margin)
+        objective = DenseObjective(encoder.model, losses.temperature, losses.sibling_margin, losses.image_memory)
     else:
         objective = Pretrainer(encoder.model, losses, list(vocab.tokens), vocab.special_ids(), config.steps)
     objective = objective.to(encoder.device)
@@ -370,7 +370,8 @@ class Steps:
         targets = active.targets(index, ids, mask, generator).to(device) if active is not None else None
         with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             ids_t, mask_t = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
-            result: Any = self.runner(pixels, ids_t, mask_t, generator, targets, self._siblings(index))
+            items = torch.from_numpy(index).to(device)
+            result: Any = self.runner(pixels, ids_t, mask_t, generator, targets, self._siblings(index), items)
         self.scaler.scale(result["loss"] / c.grad_accum).backward()
         self.images_seen += len(index) * self.world
         return result

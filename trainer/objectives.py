@@ -18,7 +18,11 @@ from torch import nn
 from lexlip_es.model import LexLIPModel, sparse_pool
 from lexlip_es.model.lexlip import vocabulary_logits
 from trainer.masking import IGNORE, WholeWordMasker
+from trainer.memory import ImageMemory, memory_cross_entropy
 from trainer.vocabulary import LexiconTargets
+
+
+MEMORY_IMAGES = ("all", "words", "none")
 
 
 @dataclass
@@ -101,6 +105,15 @@ class LossConfig:
     raised by this much before the softmax, both ways. Siblings differ in a word or two that their captions partly
     share ("medium" in "medium skin tone" and in "medium-light skin tone"), and a batch holds a sibling for only a
     few of its items (0: off)."""
+    image_memory: float = 0.0
+    """Weight of a text-to-image contrastive term that ranks each caption's image among the batch *and* the latest
+    lexicons of every other training image (trainer/memory.py, from the second epoch on): the ranking a search does,
+    hub images and every sibling included, which in-batch negatives show 64 at a time (0: off). The memory's
+    lexicons are detached; `memory_images` says whether the batch's own images learn from the term."""
+    memory_images: str = "all"
+    """What the batch's own images learn from the memory term: "all" (every column of their lexicons), "words"
+    (only the weights of their captions' words: the memory may re-weigh an image's words, never teach it a code
+    that sets it apart) or "none" (detached: the caption side alone learns which of its words find its image)."""
     own_tokens: float = 0.0
     """Fraction of the steps (from the start) during which a caption's lexicon is cut to its own tokens (STAIR's
     first stage: the image side must predict the caption's words); 1.0 keeps the cut for the whole run."""
@@ -292,6 +305,10 @@ class Pretrainer(nn.Module):
             self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
             self.register_buffer("queue_len", torch.zeros((), dtype=torch.long))
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        if losses.image_memory > 0 and not losses.active_vocabulary:
+            raise ValueError("LexLIP's image_memory keeps lexicons over the active vocabulary (set negatives)")
+        self.memory = ImageMemory()
+        """Every training image's latest lexicon over the active columns (`image_memory`; not in the state dict)."""
 
     # --- pieces -------------------------------------------------------------------------------------------------
     def _vector(self, p: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -426,8 +443,10 @@ class Pretrainer(nn.Module):
         generator: torch.Generator | None = None,
         targets: LexiconTargets | None = None,
         siblings: torch.Tensor | None = None,
+        items: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """`siblings`: B x B, true where two items of the batch are in the same group (not on the diagonal)."""
+        """`siblings`: B x B, true where two items of the batch are in the same group (not on the diagonal);
+        `items`: the batch's images as indices into the training images (the memory's rows)."""
         cfg, model = self.losses, self.model
         if cfg.active_vocabulary and targets is None:
             raise ValueError("this objective trains on the active vocabulary: pass the step's LexiconTargets")
@@ -460,6 +479,8 @@ class Pretrainer(nn.Module):
                 if self._restricted():
                     p_text = p_text * targets.own_words
             terms.update(self._contrastive_terms(p_image, p_text, pixels, ids, mask, dense, siblings))
+            if cfg.image_memory > 0 and items is not None and targets is not None:
+                terms.update(self._memory_terms(p_image, p_text, siblings, items, targets))
             with torch.no_grad():
                 stats["nnz_image"] = quantized_nnz(keep_top_k(p_image, cfg.train_top_k_image))
                 stats["nnz_text"] = quantized_nnz(keep_top_k(p_text, cfg.train_top_k_text))
@@ -494,6 +515,26 @@ class Pretrainer(nn.Module):
         if weight > 0:
             terms["flops"] = weight * (flops(v_image) + flops(v_text))
         return terms
+
+    def _memory_terms(
+        self,
+        p_image: torch.Tensor,
+        p_text: torch.Tensor,
+        siblings: torch.Tensor | None,
+        items: torch.Tensor,
+        targets: LexiconTargets,
+    ) -> dict[str, torch.Tensor]:
+        """The memory term over the active columns (the step's sampled negatives differ from step to step)."""
+        cfg, active = self.losses, targets.active
+        if cfg.memory_images == "none":
+            p_image = p_image.detach()
+        elif cfg.memory_images == "words":  # before the L2 norm, so no other column is reached through it
+            p_image = p_image * targets.image_words + p_image.detach() * (1 - targets.image_words)
+        v_image = self._vector(p_image, cfg.train_top_k_image)[:, :active]
+        v_text = self._vector(p_text, cfg.train_top_k_text)[:, :active]
+        batch = with_sibling_margin(v_image @ v_text.T, siblings, cfg.sibling_margin)
+        loss = memory_cross_entropy(self.memory, batch, v_image, v_text, items, cfg.temperature)
+        return {} if loss is None else {"memory": cfg.image_memory * loss}
 
     # --- phase 2 --------------------------------------------------------------------------------------------------
     def _keys(self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -554,11 +595,16 @@ class Pretrainer(nn.Module):
 class DenseObjective(nn.Module):
     """The dense twin's training objective: the same symmetric in-batch contrastive loss on L2-normalised vectors."""
 
-    def __init__(self, model: nn.Module, temperature: float, sibling_margin: float = 0.0) -> None:
+    def __init__(
+        self, model: nn.Module, temperature: float, sibling_margin: float = 0.0, image_memory: float = 0.0
+    ) -> None:
         super().__init__()
         self.model: Any = model
         self.temperature = temperature
         self.sibling_margin = sibling_margin
+        self.image_memory = image_memory
+        """Weight of the same memory term as LexLIP's (LossConfig.image_memory) over the twin's embeddings."""
+        self.memory = ImageMemory()
         self.packed = False
         """Run the text tower over the real tokens only (model/packed.py)."""
         self.step: torch.Tensor
@@ -572,10 +618,18 @@ class DenseObjective(nn.Module):
         generator: torch.Generator | None = None,
         targets: LexiconTargets | None = None,
         siblings: torch.Tensor | None = None,
+        items: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        scores = self.model.encode_image(pixels) @ self.model.encode_text(ids, mask, self.packed).T
-        loss = symmetric_cross_entropy(with_sibling_margin(scores, siblings, self.sibling_margin) / self.temperature)
-        return {"loss": loss, "contrastive": loss.detach()}
+        v_image, v_text = self.model.encode_image(pixels), self.model.encode_text(ids, mask, self.packed)
+        scores = with_sibling_margin(v_image @ v_text.T, siblings, self.sibling_margin)
+        loss = symmetric_cross_entropy(scores / self.temperature)
+        terms = {"contrastive": loss.detach()}
+        if self.image_memory > 0 and items is not None:
+            memory = memory_cross_entropy(self.memory, scores, v_image, v_text, items, self.temperature)
+            if memory is not None:
+                memory = self.image_memory * memory
+                loss, terms["memory"] = loss + memory, memory.detach()
+        return {"loss": loss, **terms}
 
     def momentum_update(self) -> None:
         """No momentum encoder for the dense twin."""

@@ -35,10 +35,18 @@ class LexiconTargets:
     own_words: torch.Tensor
     content: torch.Tensor
     """1 where the column is a content token (the bag-of-words losses leave stop words and pieces to contrastive)."""
+    active: int = 0
+    """How many of the columns are the active vocabulary (the rest are the step's sampled negatives)."""
 
     def to(self, device: torch.device) -> LexiconTargets:
-        tensors = (self.columns, self.image_words, self.image_weights, self.own_words, self.content)
-        return LexiconTargets(*(t.to(device) for t in tensors))
+        return LexiconTargets(
+            self.columns.to(device),
+            self.image_words.to(device),
+            self.image_weights.to(device),
+            self.own_words.to(device),
+            self.content.to(device),
+            self.active,
+        )
 
 
 def bm25_weights(counts: np.ndarray, k1: float = 1.2, b: float = 0.75, scale: float = 0.5) -> np.ndarray:
@@ -129,4 +137,4 @@ class ActiveVocabulary:
         if self._words_only:
             own_words[:, :active] *= self.words
         content = torch.cat([self.content, torch.ones(self.negatives)])
-        return LexiconTargets(columns, image_words, image_weights, own_words, content)
+        return LexiconTargets(columns, image_words, image_weights, own_words, content, active)
