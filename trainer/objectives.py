@@ -21,7 +21,6 @@ from trainer.masking import IGNORE, WholeWordMasker
 from trainer.memory import ImageMemory, memory_cross_entropy
 from trainer.vocabulary import LexiconTargets
 
-
 MEMORY_IMAGES = ("all", "words", "none")
 
 
