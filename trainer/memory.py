@@ -4,7 +4,9 @@ In-batch contrastive ranks a caption's image among 64; a search ranks it among e
 images hold (a category such as "people") or a sibling that differs in one word decides the top hit. The memory keeps
 each training image's latest vector (a lexicon over the active vocabulary's columns, or the dense twin's embedding;
 detached) so a caption is also ranked against every image seen so far, at the cost of one matrix product. It is
-not saved with a checkpoint: a resumed run refills it within an epoch.
+not saved with a checkpoint: a resumed run refills it within an epoch. Rows are dense (images x columns, float32):
+right for the emoji set's 2,674 images x 3,480 active columns (37 MB); a corpus of millions would want the phase 2
+queues' top-k sparse rows instead. Under DDP each rank remembers the images it saw.
 """
 
 from __future__ import annotations
