@@ -22,6 +22,7 @@ from trainer.memory import ImageMemory, memory_cross_entropy
 from trainer.vocabulary import LexiconTargets
 
 MEMORY_IMAGES = ("all", "words", "none")
+MEMORY_CAPTIONS = ("lexicon", "words")
 
 
 @dataclass
@@ -113,6 +114,10 @@ class LossConfig:
     """What the batch's own images learn from the memory term: "all" (every column of their lexicons), "words"
     (only the weights of their captions' words: the memory may re-weigh an image's words, never teach it a code
     that sets it apart) or "none" (detached: the caption side alone learns which of its words find its image)."""
+    memory_captions: str = "lexicon"
+    """What the captions rank images with in the memory term: "lexicon" (their whole lexicons, expansions included,
+    as a search's query does) or "words" (cut to their own words, as STAIR's first stage cuts them: an image then
+    gains only from weight on its captions' words, and pays through its norm for any other column)."""
     own_tokens: float = 0.0
     """Fraction of the steps (from the start) during which a caption's lexicon is cut to its own tokens (STAIR's
     first stage: the image side must predict the caption's words); 1.0 keeps the cut for the whole run."""
@@ -141,6 +146,10 @@ class LossConfig:
             raise ValueError("inactive_bias needs the active vocabulary (set negatives)")
         if self.distill_weight > 0 and self.dense_weight <= 0:
             raise ValueError("distill_weight distils the auxiliary dense term: set dense_weight too")
+        if self.memory_images not in MEMORY_IMAGES:
+            raise ValueError(f"memory_images must be one of {MEMORY_IMAGES}, got {self.memory_images!r}")
+        if self.memory_captions not in MEMORY_CAPTIONS:
+            raise ValueError(f"memory_captions must be one of {MEMORY_CAPTIONS}, got {self.memory_captions!r}")
         if self.momentum and self.negatives is not None:
             raise ValueError("phase 2's momentum queues score the whole vocabulary: leave negatives unset there")
 
@@ -529,6 +538,8 @@ class Pretrainer(nn.Module):
             p_image = p_image.detach()
         elif cfg.memory_images == "words":  # before the L2 norm, so no other column is reached through it
             p_image = p_image * targets.image_words + p_image.detach() * (1 - targets.image_words)
+        if cfg.memory_captions == "words":
+            p_text = p_text * targets.own_words
         v_image = self._vector(p_image, cfg.train_top_k_image)[:, :active]
         v_text = self._vector(p_text, cfg.train_top_k_text)[:, :active]
         batch = with_sibling_margin(v_image @ v_text.T, siblings, cfg.sibling_margin)

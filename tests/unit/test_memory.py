@@ -89,6 +89,31 @@ def test_lexlips_memory_term_trains_the_caption_side_and_the_images_only_when_as
         assert float(bias[words].abs().sum()) > 0 and float(bias[others].abs().sum()) == 0
 
 
+def test_captions_cut_to_their_own_words_rank_the_memory_with_those_words_only(shapes: Path) -> None:
+    module, encoder = _grounded_pretrainer(image_memory=1.0, memory_captions="words")
+    pixels, ids_, mask, targets = _grounded_batch(encoder, shapes)
+    with torch.no_grad():
+        encoder.model.text.cls.predictions.bias.fill_(1.0)
+        encoder.model.visual_head.bias.fill_(1.0)
+        for items in (torch.arange(0, 4), torch.arange(4, 8)):
+            module(pixels[items], ids_[items], mask[items], targets=_rows(targets, items), items=items)
+    first = torch.arange(0, 4)
+    module(pixels[:4], ids_[:4], mask[:4], targets=_rows(targets, first), items=first)["memory"].backward()
+    bias = encoder.model.text.cls.predictions.bias.grad
+    assert bias is not None
+    own = targets.columns[targets.own_words[:4].amax(0) > 0]
+    others = torch.ones_like(bias, dtype=torch.bool)
+    others[own] = False
+    assert float(bias[own].abs().sum()) > 0 and float(bias[others].abs().sum()) == 0  # no expansion is trained
+    assert gradient(encoder.model.visual_head.parameters()) > 0  # the images still learn, every column of them
+
+
+@pytest.mark.parametrize("setting", [{"memory_images": "some"}, {"memory_captions": "queries"}])
+def test_an_unknown_memory_mode_is_refused(setting: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="must be one of"):
+        LossConfig(negatives=16, image_memory=1.0, **setting)
+
+
 def gradient(parameters: Iterable[torch.nn.Parameter]) -> float:
     return sum(float(p.grad.abs().sum()) for p in parameters if p.grad is not None)
 

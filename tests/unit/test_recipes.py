@@ -50,6 +50,7 @@ def test_the_emoji_recipe_fine_tunes_its_pretrained_towers_gently() -> None:
     assert losses.image_words == 6.0 and losses.image_weights == 0.0
     assert losses.hub_words == 30.0 and recipe.steps == 430  # shared codes cost their square, over 430 steps
     assert losses.sibling_margin == 0.1 and settings["group_size"] == 2  # siblings in pairs, beaten by 0.1
+    assert losses.image_memory == 1.0 and losses.memory_captions == "words"  # every image, by the captions' words
     assert "losses" not in recipe.dense_settings(60.0)  # the twin keeps its plain InfoNCE
     # query term weights are measured after training: not a training setting, so not part of the checkpoint's key
     assert EmojiRecipe.query_weights and not ShapesRecipe.query_weights
