@@ -73,7 +73,7 @@ class DemoData:
 
 DATASETS = {
     "emoji": DemoData(
-        "emoji", ("cat", "red heart", "rocket", "a smiling face with sunglasses", "pizza"), 5, ("train", "val", "test")
+        "emoji", ("cat", "red heart", "rocket", "a smiling face with sunglasses", "pizza"), 6, ("train", "val", "test")
     ),
     "shapes": DemoData(
         "shapes",

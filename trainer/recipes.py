@@ -113,12 +113,12 @@ class EmojiRecipe(Recipe):
     (fine-tuned at `tower_lr`) under fresh vocabulary heads at `lr`; batches of 64 at 128 px with skin-tone siblings
     two at a time, each to be beaten by a margin (`sibling_margin`); the lexicons distil the auxiliary dense term's
     scores, shared codes on the image side cost their square (`hub_words`), and from the second epoch each caption
-    also ranks its image among every training image by its own words (`image_memory`). About 5 minutes on 2 CPU cores
-    (training 270-290 s, calibrating the query weights 36 s).
+    also ranks its image among every training image by its own words (`image_memory`). About 5-7 minutes on 2 CPU
+    cores (training 250-370 s as the machine's load varies, calibrating the query weights 36 s).
     Measured figures: benchmarks/results/emoji.md."""
 
     name: ClassVar[str] = "emoji"
-    # 430 steps (a loop of 249-270 s on 2 cores, ~0.6 s a step; the whole recipe about 5 minutes): LexLIP-only
+    # 430 steps (a loop of 249-370 s on 2 cores, 0.6-0.85 s a step; the whole recipe 5-7 minutes): LexLIP-only
     # screens at 320 steps gave test t2i R@1 0.439 / 0.426 / 0.457 over seeds 0-2 and grounding@10 0.605 / 0.605 /
     # 0.591, at 430 0.454 / 0.453 / 0.443 and 0.611 / 0.611 / 0.613 (earlier recipes, one seed: 300 0.429, 350 0.398)
     steps: int = 430
