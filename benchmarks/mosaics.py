@@ -1,7 +1,7 @@
 """Fast mode and exact mode on a real vocabulary at a million documents: emoji mosaics.
 
     .venv/bin/python benchmarks/mosaics.py [--n 1000000] [--queries 500] [--lexlip CKPT]
-        [--fast 16:1000,8:1000,8:100,4:100] [--wide-dims 512] [--heap-mb 2048] [--out DIR] [--results DIR]
+        [--fast 4:100:0.1,4:100,8:100] [--wide-dims 512] [--heap-mb 2048] [--out DIR] [--results DIR]
 
 Why: Table 2's corpus (shapes) speaks 21 content words, so a query's terms cover 3.3 postings per image and Lucene
 scores every one of them (benchmarks/results/table2-1000000.md): nothing can be skipped, and fast mode stays within
@@ -14,8 +14,9 @@ lexlip_es/documents.py merges caption lexicons by max). They are lexicons, not p
 mosaics would take about an hour per model on 2 cores, and what search speed depends on is the postings' shape.
 Queries: the first Q mosaics, each as its members' names joined ("cat face, rocket and red heart") through the
 checkpoint's text tower with its query weights; the one relevant document is that mosaic.
-Rows: OpenSearch exact and fast mode per head terms:window, the impact field (exact, fast 16:1000), Anserini impact
-search, and a speed-only flat scan of random vectors as wide as CLIP's (table2.py's rows, timed the same way).
+Rows: OpenSearch exact and fast mode per head terms:window (by weight) or terms:window:max_share (the rare terms by
+the checkpoint's document shares), the impact field (exact, the first fast mode), Anserini impact search,
+and a speed-only flat scan of random vectors as wide as CLIP's (table2.py's rows, timed the same way).
 Quality: R@1/R@10 and the overlap with the exact top 10 (scipy, ties by id). Checkpoint: the demo's emoji recipe
 checkpoint in the cache (trained once if missing). Writes benchmarks/results/mosaics-<N>.md and .json.
 """
@@ -52,6 +53,7 @@ from table2 import (
     wide_flat_row,
 )
 
+from lexlip_es.fast import FastMode
 from lexlip_es.settings import Settings
 
 SEED = 20261204
@@ -80,6 +82,19 @@ class Mosaics:
 
 def doc_id(row: int) -> str:
     return f"m{row:07d}"  # fixed width: ids sort as rows do, so ties by id are ties by row
+
+
+def fast_mode(spec: str, shares: dict[str, float] | None) -> FastMode:
+    """ "terms:window" (the head by weight alone) or "terms:window:max_share" (the checkpoint's document shares)."""
+    parts = spec.split(":")
+    if len(parts) == 2:
+        return FastMode(int(parts[0]), int(parts[1]), shares=None)
+    return FastMode(int(parts[0]), int(parts[1]), float(parts[2]), shares=shares)
+
+
+def fast_label(mode: FastMode) -> str:
+    rule = "" if mode.shares is None else f", rare (shares <= {mode.max_share:g})"
+    return f"fast {mode.terms}:{mode.window}{rule}"
 
 
 def build_mosaics(emoji: sp.csr_matrix, tokens: list[str], n: int, rng: np.random.Generator) -> Mosaics:
@@ -143,10 +158,16 @@ class Bench:
         figures.pop("latencies")
         self.rows.append({"system": name, **figures, "index_bytes": size, **quality(results, exact)})
 
-    def engines(self, corpus: Mosaics, queries: list[dict[str, int]], model_id: str, exact: list[list[str]]) -> None:
+    def engines(
+        self,
+        corpus: Mosaics,
+        queries: list[dict[str, int]],
+        model_id: str,
+        exact: list[list[str]],
+        shares: dict[str, float] | None,
+    ) -> None:
         from opensearchpy import OpenSearch
 
-        from lexlip_es.backends.engine import FastMode
         from lexlip_es.local.opensearch import start_opensearch
         from lexlip_es.search import LexSearch
 
@@ -155,8 +176,8 @@ class Bench:
         try:
             client = OpenSearch(engine.url, timeout=600)
             for field_type, modes in (
-                ("rank_features", [None, *(FastMode(*map(int, p.split(":"))) for p in self.args.fast.split(","))]),
-                ("impact", [None, FastMode(16, 1000)]),
+                ("rank_features", [None, *(fast_mode(p, shares) for p in self.args.fast.split(","))]),
+                ("impact", [None, fast_mode(self.args.fast.split(",")[0], shares)]),
             ):
                 clock, name = time.monotonic(), f"mosaics-{field_type.replace('_', '-')}"
                 size = engine_index(client, name, corpus, ids, model_id, field_type)  # type: ignore[arg-type]
@@ -164,7 +185,7 @@ class Bench:
                 step(f"OpenSearch {field_type} index + force-merge", clock)
                 for mode in modes:
                     clock = time.monotonic()
-                    label = "exact" if mode is None else f"fast {mode.terms}:{mode.window}"
+                    label = "exact" if mode is None else fast_label(mode)
                     search = LexSearch(client, name, source=False, fast=mode)
                     figures = measure(lambda q, s=search: [h.id for h in s.search_vector(queries[q], K)], len(queries))
                     kind = "" if field_type == "rank_features" else " impact field,"
@@ -254,7 +275,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--lexlip", type=Path, default=None, help="default: the demo's emoji recipe checkpoint")
-    parser.add_argument("--fast", default="16:1000,8:1000,8:100,4:100", help="head terms:window pairs")
+    parser.add_argument(
+        "--fast",
+        default="4:100:0.1,4:100,8:100,4:1000:0.1,3:100:0.1",
+        help="fast modes: terms:window (head by weight) or terms:window:max_share (rare terms by the checkpoint's "
+        "document shares); the first also runs on the impact field",
+    )
     parser.add_argument("--wide-dims", type=int, default=512)
     parser.add_argument("--heap-mb", type=int, default=2048)
     parser.add_argument("--out", type=Path, default=Path("/tmp/lexlip-mosaics"), help="working files (indices)")
@@ -281,7 +307,8 @@ def main() -> None:
     bench.rows.append(wide_flat_row(args.n, args.queries, args.wide_dims))
     step("flat scan", clock)
     bench.anserini(corpus, queries, exact)
-    bench.engines(corpus, queries, str(encoder.model_id), exact)
+    shares = encoder.query_weights.shares() if encoder.query_weights is not None else None
+    bench.engines(corpus, queries, str(encoder.model_id), exact, shares)
     header = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

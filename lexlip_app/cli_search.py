@@ -37,6 +37,7 @@ def text_encoder(checkpoint: str | Path | None) -> Any:
 
 
 def _cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from lexlip_es.fast import FastMode
     from lexlip_es.hybrid import Hybrid, parse_fields
     from lexlip_es.search import LexSearch, check_text
 
@@ -49,6 +50,7 @@ def _cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         text_encoder=text_encoder(args.checkpoint or settings.checkpoint),
         max_query_chars=settings.max_query_chars,
         hybrid=hybrid,
+        fast=None if args.exact else FastMode(),
     )
     hits = search.search_text(args.text, k=args.k)
     if not hits:
@@ -184,6 +186,11 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
     )
     search.add_argument(
         "--text-fields", default=",".join(DEFAULT_TEXT_FIELDS), help="comma-separated text fields for --hybrid"
+    )
+    search.add_argument(
+        "--exact",
+        action="store_true",
+        help="exact mode (every query term walks its postings) instead of fast mode's rare-term head",
     )
 
     parity = command(

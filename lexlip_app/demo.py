@@ -329,6 +329,7 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
     from lexlip_app.web.app import create_app, page_hosts, serve
     from lexlip_es.connect import engine_client, engine_target
     from lexlip_es.encoders.lexlip import LexLIPEncoder
+    from lexlip_es.fast import FastMode
     from lexlip_es.search import LexSearch
 
     options = options or DemoOptions()
@@ -353,8 +354,8 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
                 echo(f"  failed {reason}")
         client = engine_client(live, timeout=30)
         encoder = LexLIPEncoder.from_pretrained(checkpoint)
-        search = LexSearch(client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars)
-        measured = recall(search, test_rows, encoder, TEST_ONLY if len(test_rows) < len(rows) else ())
+        exact = LexSearch(client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars)
+        measured = recall(exact, test_rows, encoder, TEST_ONLY if len(test_rows) < len(rows) else ())
         echo(
             f"recall through {NAMES[options.engine]} on {len(test_rows)} held-out images / {measured.queries} captions "
             f"({measured.seconds:.0f} s; ties broken by id):"
@@ -366,6 +367,10 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         from lexlip_es.local.ports import free_port
 
         port = settings.demo_port or free_port()
+        # the page searches in fast mode: the rare-term head by the checkpoint's shares (lexlip_es/fast.py)
+        search = LexSearch(
+            client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars, fast=FastMode()
+        )
         app = create_app(
             search,
             data_json.parent,

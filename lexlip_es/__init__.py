@@ -18,11 +18,11 @@ from lexlip_es.settings import Settings
 from lexlip_es.sparse import SparseVector, Vocabulary
 
 if TYPE_CHECKING:
-    from lexlip_es.backends.engine import FastMode
     from lexlip_es.bulk import BulkWriter, LexiconDocument
     from lexlip_es.documents import encode_documents
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.encoders.loading import load_encoder
+    from lexlip_es.fast import FastMode
     from lexlip_es.hybrid import Hybrid
     from lexlip_es.indices import create_index
     from lexlip_es.mapping import IndexOptions, LexiconLayout
@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "LexSearch": "lexlip_es.search",
     "AsyncLexSearch": "lexlip_es.search",
-    "FastMode": "lexlip_es.backends.engine",
+    "FastMode": "lexlip_es.fast",
     "Hybrid": "lexlip_es.hybrid",
     "create_index": "lexlip_es.indices",
     "LexiconLayout": "lexlip_es.mapping",

@@ -68,6 +68,10 @@ class QueryWeights:
     def with_power(self, power: float) -> QueryWeights:
         return QueryWeights(power=power, documents=self.documents, df=self.df, chosen=self.chosen)
 
+    def shares(self) -> dict[str, float]:
+        """Each token's share of the reference images holding it (fast mode keeps common ones out of its head)."""
+        return {token: n / self.documents for token, n in self.df.items()}
+
     def multipliers(self, vocab: Vocabulary) -> npt.NDArray[np.float32]:
         """One multiplier per vocabulary id: tokens no reference image holds get the largest idf."""
         df = np.zeros(len(vocab), dtype=np.float64)

@@ -20,12 +20,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from lexlip_es.backends.base import Contribution, SearchHit
-from lexlip_es.backends.engine import AsyncEngineBackend, EngineBackend, EngineQueries, FastMode
+from lexlip_es.backends.engine import AsyncEngineBackend, EngineBackend, EngineQueries
 from lexlip_es.clients import clause_limit_from, engine_errors, flavor_of, max_clause_count
 from lexlip_es.errors import EmptyQueryError, MappingError, QueryError
+from lexlip_es.fast import FastMode
 from lexlip_es.hybrid import Hybrid
 from lexlip_es.indices import layout_from_mapping, read_layout
 from lexlip_es.mapping import CAPTION_FIELD, IMAGE_FIELD, LexiconLayout
+from lexlip_es.query_weights import QueryWeights
 from lexlip_es.sparse import SparseVector, Vocabulary
 
 DEFAULT_MAX_QUERY_CHARS = 1000
@@ -135,7 +137,11 @@ class _LexSearchBase:
         # One clause goes to the model filter; the caller's filters are few and counted by the engine.
         limits = [self._max_query_terms, clause_limit - 1 if layout.field_type != "sparse_vector" else None]
         max_terms = min((x for x in limits if x is not None), default=None)
-        return EngineQueries(self.flavor, self.index, layout, max_terms, self._tie_break, self._source, self._fast)
+        fast = self._fast
+        if fast is not None:
+            weights = getattr(self.text_encoder, "query_weights", None)
+            fast = fast.with_shares(weights.shares() if isinstance(weights, QueryWeights) else None)
+        return EngineQueries(self.flavor, self.index, layout, max_terms, self._tie_break, self._source, fast)
 
     def _text_vector(self, layout: LexiconLayout, text: object) -> dict[str, float]:
         if self.text_encoder is None:
@@ -200,7 +206,8 @@ class LexSearch(_LexSearchBase):
         max_query_chars: longer query texts are refused.
         source: `_source` filtering for the hits (True, a list of fields, or an includes/excludes mapping).
         tie_break: order equal scores by id, as Anserini and the exact scorer do (needed for `after=` pages).
-        fast: `FastMode()` retrieves with the heaviest query terms and rescores a window with the rest.
+        fast: `FastMode()` retrieves with the heaviest query terms (the rare ones, by the text encoder's checkpoint)
+            and rescores a window with the rest; None (default) is exact mode, hit for hit Anserini's, with pages.
         hybrid: `Hybrid()` adds a BM25 match of the query text over the documents' own text fields (captions,
             titles, your metadata) to `search_text`'s lexicon score; each call may pass its own.
 

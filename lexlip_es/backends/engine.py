@@ -14,6 +14,7 @@ from typing import Any
 from lexlip_es.backends.base import Contribution, SearchHit, VectorBackend, by_score, check_vector, sort_hits
 from lexlip_es.clients import engine_errors, flavor_of
 from lexlip_es.errors import QueryError
+from lexlip_es.fast import FastMode, top_terms
 from lexlip_es.features import (
     escape_feature,
     escape_impact_token,
@@ -21,7 +22,7 @@ from lexlip_es.features import (
     stored_lexicon,
 )
 from lexlip_es.hybrid import combine, text_contributions
-from lexlip_es.mapping import ID_FIELD, LEXICON_FIELDS, MODEL_FIELD, Flavor, LexiconLayout
+from lexlip_es.mapping import ID_FIELD, IMAGE_FIELD, LEXICON_FIELDS, MODEL_FIELD, Flavor, LexiconLayout
 from lexlip_es.query import check_k, lexicon_clause, search_body
 
 _FEATURE_IN_EXPLANATION = re.compile(r"for the (\S+) feature")
@@ -33,31 +34,6 @@ def _clause_name(explanation: Mapping[str, Any]) -> str | None:
     description = str(explanation.get("description", ""))
     match = _FEATURE_IN_EXPLANATION.search(description) or _TERM_IN_EXPLANATION.search(description)
     return match.group(1) if match else None
-
-
-def top_terms(vector: Mapping[str, float], k: int | None) -> dict[str, float]:
-    """The k largest query weights (ties to the smaller token), so that a query stays under the clause limit."""
-    if k is None or len(vector) <= k:
-        return dict(vector)
-    ranked = sorted(vector.items(), key=lambda item: (-item[1], item[0]))[:k]
-    return dict(ranked)
-
-
-@dataclass(frozen=True)
-class FastMode:
-    """Two-phase search in one request: the query's `terms` heaviest terms retrieve candidates, and a `rescore` over
-    the best `window` of them adds the remaining terms, so every document in the window gets its exact full score.
-    Documents that match none of the head terms are never candidates: that is the recall this mode trades.
-    Defaults from benchmarks/results/table2-100000.md (2026-12-04): 16:1000 keeps R@10 equal to exact and the whole
-    exact top 10 at 2.0x exact mode's QPS (218 against 109); 4:100 found 0.68 of it. At 1,000,000 images
-    (table2-1000000.md, the model before grounding) 16:1000 was 1.8x exact's QPS, 0.927 of the top 10."""
-
-    terms: int = 16
-    window: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.terms < 1 or self.window < 1:
-            raise QueryError(f"fast mode needs terms >= 1 and window >= 1, got {self.terms} and {self.window}")
 
 
 MAX_RESULT_WINDOW = 10_000
@@ -100,10 +76,11 @@ class EngineQueries:
                 raise QueryError(f"filters must be query clauses (dicts), got {f!r}")
         weights = top_terms(check_vector(vector), self.max_terms) if vector or text is None else {}
         model_filter = {"term": {MODEL_FIELD: self.layout.model_id}}
-        if self.fast is not None and len(weights) > self.fast.terms:
+        head = weights if self.fast is None else self.fast.head(weights, image_field=field == IMAGE_FIELD)
+        if len(head) < len(weights):
             if after is not None:
                 self._sort_of(after)
-            return self._fast_body(weights, k, field, [model_filter, *filters], min_score, text)
+            return self._fast_body(head, weights, k, field, [model_filter, *filters], min_score, text)
         body = search_body(
             combine(self._lexicon_clause(field, weights), text),
             k,
@@ -128,6 +105,7 @@ class EngineQueries:
 
     def _fast_body(
         self,
+        head: dict[str, float],
         weights: dict[str, float],
         k: int,
         field: str,
@@ -138,7 +116,6 @@ class EngineQueries:
         """Head terms (and a hybrid search's BM25 clause) score, tail terms rescore; `rescore` cannot be combined
         with `sort`, so ties are ordered by id after the engine answers. `min_score` applies to the first score."""
         assert self.fast is not None
-        head = top_terms(weights, self.fast.terms)
         tail = {t: w for t, w in weights.items() if t not in head}
         body = search_body(
             combine(self._lexicon_clause(field, head), text),

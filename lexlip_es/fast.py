@@ -1,0 +1,70 @@
+"""Fast mode: which query terms retrieve candidates (the head) and which only rescore them (the tail).
+
+Lucene's cost for a disjunction is the postings it walks. A query's heaviest terms are usually its rarest words
+("rocket", "laos"), but the grounded lexicons also carry category words that half of all images hold ("body",
+"people", "skin", "tone"): with one of them in the head, the engine walks half the index for a term that cannot
+tell the candidates apart. Given each token's share of documents (`QueryWeights.shares()`: the checkpoint's
+training images), the head is the heaviest terms among the rare ones; a query with no rare term is searched
+exactly (a vocabulary of a few common words gains nothing from a head and loses recall to one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from lexlip_es.errors import QueryError
+
+
+def top_terms(vector: Mapping[str, float], k: int | None) -> dict[str, float]:
+    """The k largest query weights (ties to the smaller token), so that a query stays under the clause limit."""
+    if k is None or len(vector) <= k:
+        return dict(vector)
+    ranked = sorted(vector.items(), key=lambda item: (-item[1], item[0]))[:k]
+    return dict(ranked)
+
+
+@dataclass(frozen=True)
+class FastMode:
+    """Two-phase search in one request: the head terms retrieve candidates, and a `rescore` over the best `window`
+    of them adds the remaining terms, so every document in the window gets its exact full score. Documents that
+    match none of the head terms are never candidates: that is the recall this mode trades.
+
+    Args:
+        terms: head size: the query's `terms` heaviest terms (among the rare ones, when `shares` are known).
+        window: candidates rescored with the tail terms (at least k).
+        max_share: with `shares`, a term held by more than this share of documents stays out of the head.
+        shares: token -> share of image lexicons holding it (`QueryWeights.shares()`); `LexSearch` fills it from
+            its text encoder's checkpoint. Without it the head is chosen by weight alone, on either field.
+
+    Defaults from benchmarks/results/mosaics-1000000.md (2026-12-05, a million documents with the emoji recipe's
+    vocabulary): 4:100 with shares <= 0.1 walks 0.10 postings per document a query (the 4 heaviest: 0.28, all
+    terms: 3.77) and keeps R@10 at exact mode's or above it.
+    """
+
+    terms: int = 4
+    window: int = 100
+    max_share: float = 0.1
+    shares: Mapping[str, float] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.terms < 1 or self.window < 1:
+            raise QueryError(f"fast mode needs terms >= 1 and window >= 1, got {self.terms} and {self.window}")
+        if not 0.0 < self.max_share <= 1.0:
+            raise QueryError(f"fast mode's max_share must be in (0, 1], got {self.max_share}")
+
+    def with_shares(self, shares: Mapping[str, float] | None) -> FastMode:
+        """This mode with document shares (kept when it already has its own)."""
+        return self if self.shares is not None or shares is None else replace(self, shares=shares)
+
+    def head(self, weights: Mapping[str, float], image_field: bool = True) -> dict[str, float]:
+        """The terms that retrieve; all of `weights` means exact search. The shares describe image lexicons: with
+        them, a search of the caption lexicons (an image query) is exact rather than guessed."""
+        if len(weights) <= self.terms:
+            return dict(weights)
+        if self.shares is None:
+            return top_terms(weights, self.terms)
+        if not image_field:
+            return dict(weights)
+        rare = {t: w for t, w in weights.items() if self.shares.get(t, 0.0) <= self.max_share}
+        return top_terms(rare, self.terms) if rare else dict(weights)
