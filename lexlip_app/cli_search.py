@@ -37,20 +37,21 @@ def text_encoder(checkpoint: str | Path | None) -> Any:
 
 
 def _cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from lexlip_es.fast import FastMode
+    from lexlip_es.fast import fast_mode_for
     from lexlip_es.hybrid import Hybrid, parse_fields
     from lexlip_es.search import LexSearch, check_text
 
     check_text(args.text, settings.max_query_chars)
     hybrid = None if args.hybrid is None else Hybrid(weight=args.hybrid, fields=parse_fields(args.text_fields))
     client = client_for(settings, args.url, "lexlip search")
+    encoder = text_encoder(args.checkpoint or settings.checkpoint)
     search = LexSearch(
         client,
         args.index,
-        text_encoder=text_encoder(args.checkpoint or settings.checkpoint),
+        text_encoder=encoder,
         max_query_chars=settings.max_query_chars,
         hybrid=hybrid,
-        fast=None if args.exact else FastMode(),
+        fast=None if args.exact else fast_mode_for(encoder),
     )
     hits = search.search_text(args.text, k=args.k)
     if not hits:
@@ -190,7 +191,8 @@ def add_commands(commands: Any, data_cmds: Any) -> None:
     search.add_argument(
         "--exact",
         action="store_true",
-        help="exact mode (every query term walks its postings) instead of fast mode's rare-term head",
+        help="exact mode (every query term walks its postings) instead of fast mode's rare-term head (used when the "
+        "checkpoint has query weights)",
     )
 
     parity = command(

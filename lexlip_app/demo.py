@@ -329,7 +329,7 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
     from lexlip_app.web.app import create_app, page_hosts, serve
     from lexlip_es.connect import engine_client, engine_target
     from lexlip_es.encoders.lexlip import LexLIPEncoder
-    from lexlip_es.fast import FastMode
+    from lexlip_es.fast import fast_mode_for
     from lexlip_es.search import LexSearch
 
     options = options or DemoOptions()
@@ -367,9 +367,9 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         from lexlip_es.local.ports import free_port
 
         port = settings.demo_port or free_port()
-        # the page searches in fast mode: the rare-term head by the checkpoint's shares (lexlip_es/fast.py)
+        # the page searches in fast mode where the checkpoint has shares: the rare-term head (lexlip_es/fast.py)
         search = LexSearch(
-            client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars, fast=FastMode()
+            client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars, fast=fast_mode_for(encoder)
         )
         app = create_app(
             search,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from lexlip_es.errors import QueryError
+from lexlip_es.query_weights import QueryWeights
 
 
 def top_terms(vector: Mapping[str, float], k: int | None) -> dict[str, float]:
@@ -68,3 +69,11 @@ class FastMode:
             return dict(weights)
         rare = {t: w for t, w in weights.items() if self.shares.get(t, 0.0) <= self.max_share}
         return top_terms(rare, self.terms) if rare else dict(weights)
+
+
+def fast_mode_for(encoder: object) -> FastMode | None:
+    """Fast mode with the shares of this encoder's checkpoint, or None (exact mode) when it has none: a head by
+    weight alone is a guess, and on the shapes lexicons it loses R@10 (0.729 against exact's 0.752 at 21,500
+    images; no shapes checkpoint carries query weights)."""
+    weights = getattr(encoder, "query_weights", None)
+    return FastMode(shares=weights.shares()) if isinstance(weights, QueryWeights) else None

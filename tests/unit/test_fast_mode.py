@@ -77,3 +77,11 @@ def test_lex_search_takes_the_shares_from_its_text_encoders_checkpoint() -> None
         OpenSearch("http://127.0.0.1:9"), "images", text_encoder=WeightedEncoder(), layout=LexiconLayout("m1")
     )
     assert exact._queries(exact.layout(), clause_limit=1024).fast is None
+
+
+def test_fast_mode_for_an_encoder_needs_its_checkpoints_shares() -> None:
+    from lexlip_es.fast import fast_mode_for
+
+    mode = fast_mode_for(WeightedEncoder())
+    assert mode == FastMode() and mode is not None and mode.shares == {"people": 0.57, "rocket": 0.005}
+    assert fast_mode_for(object()) is None
