@@ -68,12 +68,26 @@ def test_golden_quantized_vectors_of_the_seeded_tiny_model(encoder: LexLIPEncode
         assert list(zip(top5.indices.tolist(), top5.values.tolist(), strict=True)) == top
 
 
+def assert_same_quantized(got: list[SparseVector], want: list[SparseVector]) -> None:
+    """Equal up to one quantization step on a few weights: a batch of another size may take another CPU kernel
+    (oneDNN picks by shape; AVX2 and AVX-512 round differently), and floor(100 p) flips where p sits on a step."""
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        size = int(max(a.indices.max(initial=0), b.indices.max(initial=0))) + 1
+        dense_a, dense_b = np.zeros(size, np.int64), np.zeros(size, np.int64)
+        dense_a[a.indices], dense_b[b.indices] = a.values, b.values
+        differ = np.flatnonzero(dense_a != dense_b)
+        assert np.abs(dense_a - dense_b).max(initial=0) <= 1, differ[:5]
+        assert differ.size <= max(1, b.nnz // 1000), (differ.size, b.nnz)
+
+
 def test_batch_size_does_not_change_vectors(encoder: LexLIPEncoder) -> None:
     batched = encoder.encode_texts(MORE_TEXTS, scale=100)
     assert len(batched) == 16
-    assert batched == [encoder.encode_texts([t], scale=100)[0] for t in MORE_TEXTS]
+    assert_same_quantized(batched, [encoder.encode_texts([t], scale=100)[0] for t in MORE_TEXTS])
     images = [_image(i, (30 + i, 50 - i)) for i in range(16)]
-    assert encoder.encode_images(images, scale=100) == [encoder.encode_images([im], scale=100)[0] for im in images]
+    single = [encoder.encode_images([im], scale=100)[0] for im in images]
+    assert_same_quantized(encoder.encode_images(images, scale=100), single)
 
 
 def test_texts_run_sorted_by_length_and_cut_to_it_give_the_fixed_length_vectors(encoder: LexLIPEncoder) -> None:
@@ -86,7 +100,7 @@ def test_texts_run_sorted_by_length_and_cut_to_it_give_the_fixed_length_vectors(
     assert len(set(mask.sum(axis=1).tolist())) >= 3 and ids.shape[1] == encoder.tokenizer.max_length
     with torch.inference_mode():
         padded = encoder.model.encode_text(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-    assert small.encode_texts(texts, scale=100) == [SparseVector.from_output(row, 100) for row in padded]
+    assert_same_quantized(small.encode_texts(texts, scale=100), [SparseVector.from_output(row, 100) for row in padded])
 
 
 def test_special_tokens_never_carry_weight(encoder: LexLIPEncoder) -> None:
