@@ -1,7 +1,7 @@
 """Fast mode and exact mode on a real vocabulary at a million documents: emoji mosaics.
 
     .venv/bin/python benchmarks/mosaics.py [--n 1000000] [--queries 500] [--lexlip CKPT]
-        [--fast 4:100:0.1,4:100,8:100] [--wide-dims 512] [--heap-mb 2048] [--out DIR] [--results DIR]
+        [--fast 4:100:0.1:12,4:100] [--wide-dims 512] [--heap-mb 2048] [--out DIR] [--results DIR]
 
 Why: Table 2's corpus (shapes) speaks 21 content words, so a query's terms cover 3.3 postings per image and Lucene
 scores every one of them (benchmarks/results/table2-1000000.md): nothing can be skipped, and fast mode stays within
@@ -14,8 +14,9 @@ lexlip_es/documents.py merges caption lexicons by max). They are lexicons, not p
 mosaics would take about an hour per model on 2 cores, and what search speed depends on is the postings' shape.
 Queries: the first Q mosaics, each as its members' names joined ("cat face, rocket and red heart") through the
 checkpoint's text tower with its query weights; the one relevant document is that mosaic.
-Rows: OpenSearch exact and fast mode per head terms:window (by weight) or terms:window:max_share (the rare terms by
-the checkpoint's document shares), the impact field (exact, the first fast mode), Anserini impact search,
+Rows: OpenSearch exact and fast mode per head terms:window (by weight) or terms:window:max_share[:rescore_terms] (the
+rare terms by the checkpoint's document shares; the rescore by the query's heaviest terms), the impact field (exact,
+the first fast mode), Anserini impact search,
 and a speed-only flat scan of random vectors as wide as CLIP's (table2.py's rows, timed the same way).
 Quality: R@1/R@10 and the overlap with the exact top 10 (scipy, ties by id). Checkpoint: the demo's emoji recipe
 checkpoint in the cache (trained once if missing). Writes benchmarks/results/mosaics-<N>.md and .json.
@@ -48,7 +49,7 @@ from table2 import (
     directory_files,
     engine_index,
     lucene_files,
-    measure,
+    measure_rows,
     step,
     wide_flat_row,
 )
@@ -85,16 +86,19 @@ def doc_id(row: int) -> str:
 
 
 def fast_mode(spec: str, shares: dict[str, float] | None) -> FastMode:
-    """ "terms:window" (the head by weight alone) or "terms:window:max_share" (the checkpoint's document shares)."""
+    """ "terms:window" (the head by weight alone, every term rescores), "terms:window:max_share" (the rare terms by
+    the checkpoint's document shares) or "terms:window:max_share:rescore_terms" ("all": every term rescores)."""
     parts = spec.split(":")
     if len(parts) == 2:
-        return FastMode(int(parts[0]), int(parts[1]), shares=None)
-    return FastMode(int(parts[0]), int(parts[1]), float(parts[2]), shares=shares)
+        return FastMode(int(parts[0]), int(parts[1]), rescore_terms=None, shares=None)
+    rescore = None if len(parts) < 4 or parts[3] == "all" else int(parts[3])
+    return FastMode(int(parts[0]), int(parts[1]), float(parts[2]), rescore, shares=shares)
 
 
 def fast_label(mode: FastMode) -> str:
     rule = "" if mode.shares is None else f", rare (shares <= {mode.max_share:g})"
-    return f"fast {mode.terms}:{mode.window}{rule}"
+    tail = "" if mode.rescore_terms is None else f", rescore by the {mode.rescore_terms} heaviest"
+    return f"fast {mode.terms}:{mode.window}{rule}{tail}"
 
 
 def build_mosaics(emoji: sp.csr_matrix, tokens: list[str], n: int, rng: np.random.Generator) -> Mosaics:
@@ -183,14 +187,20 @@ class Bench:
                 size = engine_index(client, name, corpus, ids, model_id, field_type)  # type: ignore[arg-type]
                 FILES[f"OpenSearch {field_type}"] = lucene_files(client, name)
                 step(f"OpenSearch {field_type} index + force-merge", clock)
-                for mode in modes:
-                    clock = time.monotonic()
-                    label = "exact" if mode is None else fast_label(mode)
-                    search = LexSearch(client, name, source=False, fast=mode)
-                    figures = measure(lambda q, s=search: [h.id for h in s.search_vector(queries[q], K)], len(queries))
-                    kind = "" if field_type == "rank_features" else " impact field,"
-                    self.add(f"LexLIP OpenSearch{kind} {label}", figures, size, exact)
-                    step(f"OpenSearch {field_type} {label}", clock)
+                clock, kind = time.monotonic(), "" if field_type == "rank_features" else " impact field,"
+                searches = {
+                    f"LexLIP OpenSearch{kind} {'exact' if mode is None else fast_label(mode)}": LexSearch(
+                        client, name, source=False, fast=mode
+                    )
+                    for mode in modes
+                }
+                rows = measure_rows(
+                    {row: lambda q, s=s: [h.id for h in s.search_vector(queries[q], K)] for row, s in searches.items()},
+                    len(queries),
+                )
+                for row, figures in rows.items():
+                    self.add(row, figures, size, exact)
+                step(f"OpenSearch {field_type}: {len(rows)} rows, passes in turn", clock)
                 client.indices.delete(index=name)
         finally:
             engine.stop()
@@ -255,9 +265,10 @@ def write_results(args: argparse.Namespace, rows: list[dict[str, Any]], header: 
         )
     lines += [
         "",
-        f"One client, after {WARM_UP} warm-up queries, the pass of median QPS among {PASSES}. Anserini's figures are "
-        "calls inside its JVM (no HTTP). Mosaics are lexicons (the max of 2-4 emoji image lexicons), not pixels: "
-        "see the script's docstring.",
+        f"One client, after {WARM_UP} warm-up queries, the pass of median QPS among {PASSES}; the rows of one "
+        "OpenSearch index take their passes in turn (a drift of the machine falls on all of them). Anserini's "
+        "figures are calls inside its JVM (no HTTP). Mosaics are lexicons (the max of 2-4 emoji image lexicons), not "
+        "pixels: see the script's docstring.",
         "",
         "Bytes by Lucene file kind:",
         "",
@@ -277,9 +288,9 @@ def main() -> None:
     parser.add_argument("--lexlip", type=Path, default=None, help="default: the demo's emoji recipe checkpoint")
     parser.add_argument(
         "--fast",
-        default="4:100:0.1,4:100,8:100,4:1000:0.1,3:100:0.1",
-        help="fast modes: terms:window (head by weight) or terms:window:max_share (rare terms by the checkpoint's "
-        "document shares); the first also runs on the impact field",
+        default="4:100:0.1:12,4:100:0.1:8,4:100:0.1:16,4:100:0.1:all,4:50:0.1:12,3:100:0.1:12,4:100",
+        help="fast modes: terms:window (head by weight, every term rescores), terms:window:max_share (rare terms "
+        "by the checkpoint's document shares) and :rescore_terms (or :all); the first also runs on the impact field",
     )
     parser.add_argument("--wide-dims", type=int, default=512)
     parser.add_argument("--heap-mb", type=int, default=2048)

@@ -28,24 +28,31 @@ def top_terms(vector: Mapping[str, float], k: int | None) -> dict[str, float]:
 @dataclass(frozen=True)
 class FastMode:
     """Two-phase search in one request: the head terms retrieve candidates, and a `rescore` over the best `window`
-    of them adds the remaining terms, so every document in the window gets its exact full score. Documents that
-    match none of the head terms are never candidates: that is the recall this mode trades.
+    of them adds the tail: the query's other terms among its `rescore_terms` heaviest. Documents that match none
+    of the head terms are never candidates: that is the recall this mode trades. A hit's score is its exact score
+    on the terms that scored (`scored`; with `rescore_terms=None`, all of them: its exact full score).
 
     Args:
         terms: head size: the query's `terms` heaviest terms (among the rare ones, when `shares` are known).
         window: candidates rescored with the tail terms (at least k).
         max_share: with `shares`, a term held by more than this share of documents stays out of the head.
+        rescore_terms: the tail is the query's `rescore_terms` heaviest terms not in the head (more than `terms`);
+            lighter terms are dropped. None rescores with every term.
         shares: token -> share of image lexicons holding it (`QueryWeights.shares()`); `LexSearch` fills it from
             its text encoder's checkpoint. Without it the head is chosen by weight alone, on either field.
 
     Defaults from benchmarks/results/mosaics-1000000.md (2026-12-05, a million documents with the emoji recipe's
-    vocabulary): 4:100 with shares <= 0.1 walks 0.10 postings per document a query (the 4 heaviest: 0.28, all
-    terms: 3.77) and keeps R@10 at exact mode's or above it.
+    vocabulary, 25 terms a query): 4:100 with shares <= 0.1 walks 0.10 postings per document a query (the 4
+    heaviest: 0.28, all terms: 3.77). The rescore costs a clause per tail term and window document, and was half
+    of a fast query with the whole tail (21 terms); the query's lightest terms hardly move a candidate. With the
+    12 heaviest: 251 queries/s on `rank_features` (17.6x a 512-d flat scan; the whole tail 227) and R@10 0.818
+    against exact mode's 0.794 (whole tail 0.824, the 8 heaviest 0.822; 6 fall to 0.786 in a scratch run).
     """
 
     terms: int = 4
     window: int = 100
     max_share: float = 0.1
+    rescore_terms: int | None = 12
     shares: Mapping[str, float] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -53,6 +60,11 @@ class FastMode:
             raise QueryError(f"fast mode needs terms >= 1 and window >= 1, got {self.terms} and {self.window}")
         if not 0.0 < self.max_share <= 1.0:
             raise QueryError(f"fast mode's max_share must be in (0, 1], got {self.max_share}")
+        if self.rescore_terms is not None and self.rescore_terms <= self.terms:
+            raise QueryError(
+                f"fast mode's rescore_terms must be more than its head's {self.terms} terms (or None for all), "
+                f"got {self.rescore_terms}"
+            )
 
     def with_shares(self, shares: Mapping[str, float] | None) -> FastMode:
         """This mode with document shares (kept when it already has its own)."""
@@ -69,6 +81,19 @@ class FastMode:
             return dict(weights)
         rare = {t: w for t, w in weights.items() if self.shares.get(t, 0.0) <= self.max_share}
         return top_terms(rare, self.terms) if rare else dict(weights)
+
+    def scored(self, weights: Mapping[str, float], head: Mapping[str, float]) -> dict[str, float]:
+        """The terms a hit's score sums: the head and the `rescore_terms` heaviest (a head term can be lighter)."""
+        return {**top_terms(weights, self.rescore_terms), **head}
+
+    def split(
+        self, weights: Mapping[str, float], image_field: bool = True
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """(head, tail): the head retrieves, the tail rescores the window; an empty tail is an exact search."""
+        head = self.head(weights, image_field)
+        if len(head) == len(weights):
+            return head, {}
+        return head, {t: w for t, w in self.scored(weights, head).items() if t not in head}
 
 
 def fast_mode_for(encoder: object) -> FastMode | None:

@@ -207,7 +207,8 @@ class LexSearch(_LexSearchBase):
         source: `_source` filtering for the hits (True, a list of fields, or an includes/excludes mapping).
         tie_break: order equal scores by id, as Anserini and the exact scorer do (needed for `after=` pages).
         fast: `FastMode()` retrieves with the heaviest query terms (the rare ones, by the text encoder's checkpoint)
-            and rescores a window with the rest; None (default) is exact mode, hit for hit Anserini's, with pages.
+            and rescores a window with its other heavy terms; None (default) is exact mode, hit for hit Anserini's,
+            with pages. `fast_mode_for(text_encoder)` gives fast mode where the checkpoint has the shares.
         hybrid: `Hybrid()` adds a BM25 match of the query text over the documents' own text fields (captions,
             titles, your metadata) to `search_text`'s lexicon score; each call may pass its own.
 

@@ -76,11 +76,11 @@ class EngineQueries:
                 raise QueryError(f"filters must be query clauses (dicts), got {f!r}")
         weights = top_terms(check_vector(vector), self.max_terms) if vector or text is None else {}
         model_filter = {"term": {MODEL_FIELD: self.layout.model_id}}
-        head = weights if self.fast is None else self.fast.head(weights, image_field=field == IMAGE_FIELD)
-        if len(head) < len(weights):
+        head, tail = self._split(weights, field)
+        if tail:
             if after is not None:
                 self._sort_of(after)
-            return self._fast_body(head, weights, k, field, [model_filter, *filters], min_score, text)
+            return self._fast_body(head, tail, k, field, [model_filter, *filters], min_score, text)
         body = search_body(
             combine(self._lexicon_clause(field, weights), text),
             k,
@@ -92,6 +92,10 @@ class EngineQueries:
         if after is not None:
             body["search_after"] = list(self._sort_of(after))
         return body
+
+    def _split(self, weights: dict[str, float], field: str) -> tuple[dict[str, float], dict[str, float]]:
+        """(head, tail) of fast mode; (weights, {}) in exact mode or where fast mode searches exactly."""
+        return (weights, {}) if self.fast is None else self.fast.split(weights, image_field=field == IMAGE_FIELD)
 
     def _lexicon_clause(self, field: str, weights: Mapping[str, float]) -> dict[str, Any] | None:
         return lexicon_clause(self.flavor, self.layout.field_type, field, weights) if weights else None
@@ -106,7 +110,7 @@ class EngineQueries:
     def _fast_body(
         self,
         head: dict[str, float],
-        weights: dict[str, float],
+        tail: dict[str, float],
         k: int,
         field: str,
         filters: list[Mapping[str, Any]],
@@ -116,7 +120,6 @@ class EngineQueries:
         """Head terms (and a hybrid search's BM25 clause) score, tail terms rescore; `rescore` cannot be combined
         with `sort`, so ties are ordered by id after the engine answers. `min_score` applies to the first score."""
         assert self.fast is not None
-        tail = {t: w for t, w in weights.items() if t not in head}
         body = search_body(
             combine(self._lexicon_clause(field, head), text),
             k,
@@ -146,6 +149,8 @@ class EngineQueries:
         """The answer's hits, score descending then id ascending, at most `k`. Engine-sorted answers come in that
         order with their sort values; others are ordered here, and with the tie-break get (score, id) as theirs."""
         query = top_terms(dict(vector), self.max_terms)
+        head, tail = self._split(query, field)
+        query = {**head, **tail}  # the terms that scored: fast mode's rescore drops the lightest
         hits = [
             SearchHit(
                 id=str(h["_id"]),

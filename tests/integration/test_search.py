@@ -96,7 +96,7 @@ def test_fast_mode_gives_every_hit_its_exact_full_score(os_client: OpenSearch) -
     _fill(os_client, "lexlip-it-fast", LexiconLayout("model-a", top_k_image=None), docs)
     by_id = dict(docs)
     exact = LexSearch(os_client, "lexlip-it-fast")
-    fast = LexSearch(os_client, "lexlip-it-fast", fast=FastMode(terms=3, window=len(docs)))
+    fast = LexSearch(os_client, "lexlip-it-fast", fast=FastMode(terms=3, window=len(docs), rescore_terms=None))
     for _, query in zipf_vectors(10, (8, 15), vocab_size=400, big_fraction=0.0, seed=12, prefix="q"):
         hits = fast.search_vector(query, k=10)
         assert hits
@@ -107,6 +107,14 @@ def test_fast_mode_gives_every_hit_its_exact_full_score(os_client: OpenSearch) -
         expected = sorted((-lucene_dot(query, v), d) for d, v in candidates)[:10]
         assert [(h.id, h.score) for h in hits] == [(d, -s) for s, d in expected]
         assert len(exact.search_vector(query, k=10)) == 10
+    # a long query: the rescore keeps its 8 heaviest terms, and a hit's score is its exact score on them
+    short_tail = LexSearch(os_client, "lexlip-it-fast", fast=FastMode(terms=3, window=len(docs), rescore_terms=8))
+    for _, query in zipf_vectors(5, (20, 30), vocab_size=400, big_fraction=0.0, seed=13, prefix="q"):
+        heaviest = dict(sorted(query.items(), key=lambda t: (-t[1], t[0]))[:8])
+        hits = short_tail.search_vector(query, k=10)
+        assert hits and all(h.query == heaviest for h in hits)
+        assert all(h.score == lucene_dot(heaviest, by_id[h.id]) for h in hits)
+        assert sum(c.score for c in short_tail.explain(hits[0])) == pytest.approx(hits[0].score, rel=1e-6)
 
 
 @pytest.mark.parametrize("engine", ["opensearch", "elasticsearch"])

@@ -44,6 +44,33 @@ def test_fast_mode_is_checked_and_ignores_shares_in_equality() -> None:
     assert FastMode(shares=SHARES).with_shares({"x": 1.0}).shares is SHARES
 
 
+def test_the_rescore_keeps_the_heaviest_terms_and_every_head_term() -> None:
+    fast = FastMode(terms=2, max_share=0.05, rescore_terms=3, shares=SHARES)
+    head, tail = fast.split(QUERY)
+    assert head == {"rocket": 90.0, "space": 40.0}
+    assert tail == {"people": 80.0, "body": 70.0}  # "astronaut" and "red" are lighter than the 3 heaviest
+    assert fast.scored(QUERY, head) == {**head, **tail}
+    assert FastMode(terms=2, rescore_terms=None).split(QUERY)[1] == {
+        t: QUERY[t] for t in ("body", "space", "astronaut", "red")
+    }
+    assert FastMode(terms=8).split(QUERY) == (QUERY, {})  # a short query is exact: nothing to rescore
+    with pytest.raises(QueryError, match="rescore_terms must be more than its head's 4 terms"):
+        FastMode(rescore_terms=4)
+
+
+def test_fast_hits_carry_the_terms_that_scored_them() -> None:
+    from lexlip_es.backends.engine import EngineQueries
+
+    queries = EngineQueries("opensearch", "images", LexiconLayout("m1"), fast=FastMode(terms=1, rescore_terms=2))
+    body = queries.body({"a": 9.0, "b": 7.0, "c": 3.0}, 10, "image_lexicon")
+    assert [c["rank_feature"]["field"] for c in body["rescore"]["query"]["rescore_query"]["bool"]["should"]] == [
+        "image_lexicon.b"
+    ]
+    response = {"hits": {"hits": [{"_id": "x", "_score": 25.0}]}}
+    (hit,) = queries.hits(response, "image_lexicon", {"a": 9.0, "b": 7.0, "c": 3.0})
+    assert hit.query == {"a": 9.0, "b": 7.0}  # what explain() splits the score over
+
+
 class WeightedEncoder:
     model_id = "m1"
 
