@@ -1,7 +1,7 @@
 """Fast mode and exact mode on a real vocabulary at a million documents: emoji mosaics.
 
     .venv/bin/python benchmarks/mosaics.py [--n 1000000] [--queries 500] [--lexlip CKPT]
-        [--fast 4:100:0.1:12,4:100] [--wide-dims 512] [--heap-mb 2048] [--out DIR] [--results DIR]
+        [--fast 4:100:0.1:12,4:100] [--doc-top-k 24] [--wide-dims 512] [--heap-mb 2048] [--out DIR] [--results DIR]
 
 Why: Table 2's corpus (shapes) speaks 21 content words, so a query's terms cover 3.3 postings per image and Lucene
 scores every one of them (benchmarks/results/table2-1000000.md): nothing can be skipped, and fast mode stays within
@@ -16,7 +16,8 @@ Queries: the first Q mosaics, each as its members' names joined ("cat face, rock
 checkpoint's text tower with its query weights; the one relevant document is that mosaic.
 Rows: OpenSearch exact and fast mode per head terms:window (by weight) or terms:window:max_share[:rescore_terms] (the
 rare terms by the checkpoint's document shares; the rescore by the query's heaviest terms), the impact field (exact,
-the first fast mode), Anserini impact search,
+the first fast mode), the documents cut to their --doc-top-k heaviest terms at index time (the layout's
+top_k_image; exact, the first fast mode), Anserini impact search,
 and a speed-only flat scan of random vectors as wide as CLIP's (table2.py's rows, timed the same way).
 Quality: R@1/R@10 and the overlap with the exact top 10 (scipy, ties by id). Checkpoint: the demo's emoji recipe
 checkpoint in the cache (trained once if missing). Writes benchmarks/results/mosaics-<N>.md and .json.
@@ -79,6 +80,17 @@ class Mosaics:
             start, end = self.matrix.indptr[row], self.matrix.indptr[row + 1]
             columns, values = self.matrix.indices[start:end], self.matrix.data[start:end]
             yield {self.tokens[c]: int(v) for c, v in zip(columns, values, strict=True)}
+
+    def cut(self, k: int) -> Mosaics:
+        """Each document cut to its k heaviest terms (ties to the lower token id), as an encoder's top_k does."""
+        rows = np.repeat(np.arange(len(self)), np.diff(self.matrix.indptr))
+        order = np.lexsort((self.matrix.indices, -self.matrix.data, rows))
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size) - self.matrix.indptr[rows[order]]
+        keep = rank < k
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=len(self)))])
+        matrix = sp.csr_matrix((self.matrix.data[keep], self.matrix.indices[keep], indptr), shape=self.matrix.shape)
+        return Mosaics(matrix, self.tokens, self.members)
 
 
 def doc_id(row: int) -> str:
@@ -179,15 +191,22 @@ class Bench:
         engine = start_opensearch(self.settings, heap_mb=self.args.heap_mb)
         try:
             client = OpenSearch(engine.url, timeout=600)
-            for field_type, modes in (
-                ("rank_features", [None, *(fast_mode(p, shares) for p in self.args.fast.split(","))]),
-                ("impact", [None, fast_mode(self.args.fast.split(",")[0], shares)]),
-            ):
-                clock, name = time.monotonic(), f"mosaics-{field_type.replace('_', '-')}"
-                size = engine_index(client, name, corpus, ids, model_id, field_type)  # type: ignore[arg-type]
-                FILES[f"OpenSearch {field_type}"] = lucene_files(client, name)
-                step(f"OpenSearch {field_type} index + force-merge", clock)
-                clock, kind = time.monotonic(), "" if field_type == "rank_features" else " impact field,"
+            first = fast_mode(self.args.fast.split(",")[0], shares)
+            indices: list[tuple[str, str, int | None, list[FastMode | None]]] = [
+                ("", "rank_features", None, [None, *(fast_mode(p, shares) for p in self.args.fast.split(","))]),
+                (" impact field,", "impact", None, [None, first]),
+            ]
+            if self.args.doc_top_k:
+                kind = f" documents cut to {self.args.doc_top_k} terms,"
+                indices.append((kind, "rank_features", self.args.doc_top_k, [None, first]))
+            for kind, field_type, top_k, modes in indices:
+                clock, name = time.monotonic(), f"mosaics-{field_type.replace('_', '-')}-{top_k or 'all'}"
+                docs = corpus if top_k is None else corpus.cut(top_k)
+                size = engine_index(client, name, docs, ids, model_id, field_type, top_k)  # type: ignore[arg-type]
+                what = f"OpenSearch {field_type}" + (f", top {top_k} terms" if top_k else "")
+                FILES[what] = lucene_files(client, name)
+                step(f"{what} index + force-merge", clock)
+                clock = time.monotonic()
                 searches = {
                     f"LexLIP OpenSearch{kind} {'exact' if mode is None else fast_label(mode)}": LexSearch(
                         client, name, source=False, fast=mode
@@ -200,7 +219,7 @@ class Bench:
                 )
                 for row, figures in rows.items():
                     self.add(row, figures, size, exact)
-                step(f"OpenSearch {field_type}: {len(rows)} rows, passes in turn", clock)
+                step(f"{what}: {len(rows)} rows, passes in turn", clock)
                 client.indices.delete(index=name)
         finally:
             engine.stop()
@@ -291,6 +310,13 @@ def main() -> None:
         default="4:100:0.1:12,4:100:0.1:8,4:100:0.1:16,4:100:0.1:all,4:50:0.1:12,3:100:0.1:12,4:100",
         help="fast modes: terms:window (head by weight, every term rescores), terms:window:max_share (rare terms "
         "by the checkpoint's document shares) and :rescore_terms (or :all); the first also runs on the impact field",
+    )
+    parser.add_argument(
+        "--doc-top-k",
+        type=int,
+        default=24,
+        help="also index the documents cut to their K heaviest terms at index time (the layout's top_k_image): "
+        "exact and the first fast mode; 0 leaves it out",
     )
     parser.add_argument("--wide-dims", type=int, default=512)
     parser.add_argument("--heap-mb", type=int, default=2048)

@@ -247,14 +247,21 @@ def overlap(results: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) ->
 
 
 def engine_index(
-    client: Any, name: str, docs: Vectors, ids: Sequence[str], model_id: str, field_type: str = "rank_features"
+    client: Any,
+    name: str,
+    docs: Vectors,
+    ids: Sequence[str],
+    model_id: str,
+    field_type: str = "rank_features",
+    top_k_image: int | None = None,
 ) -> int:
-    """Index the vectors (lexicons kept out of _source), force-merge to one settled segment; return the store size."""
+    """Index the vectors (lexicons kept out of _source; cut to their `top_k_image` heaviest terms as the layout
+    does at ingest), force-merge to one settled segment; return the store size."""
     from lexlip_es.bulk import BulkWriter, LexiconDocument
     from lexlip_es.indices import create_index
     from lexlip_es.mapping import IndexOptions, LexiconLayout
 
-    layout = LexiconLayout(model_id, top_k_image=None, exclude_lexicons_from_source=True, field_type=field_type)  # type: ignore[arg-type]
+    layout = LexiconLayout(model_id, top_k_image=top_k_image, exclude_lexicons_from_source=True, field_type=field_type)  # type: ignore[arg-type]
     if client.indices.exists(index=name):
         client.indices.delete(index=name)
     create_index(client, name, layout, IndexOptions(replicas=0, refresh_interval="-1"))

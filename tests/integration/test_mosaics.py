@@ -24,18 +24,8 @@ def test_mosaics_runs_every_system_and_the_exact_ones_agree(tmp_path: Path, sett
     command = [
         sys.executable,
         str(ROOT / "benchmarks" / "mosaics.py"),
-        *(
-            "--n",
-            str(N),
-            "--queries",
-            str(QUERIES),
-            "--fast",
-            "8:100,4:100:0.5:6",
-            "--wide-dims",
-            "64",
-            "--heap-mb",
-            "512",
-        ),
+        *("--n", str(N), "--queries", str(QUERIES), "--fast", "8:100,4:100:0.5:6", "--doc-top-k", "8"),
+        *("--wide-dims", "64", "--heap-mb", "512"),
         *("--lexlip", str(lexlip), "--out", str(tmp_path / "work"), "--results", str(tmp_path / "results")),
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
@@ -52,6 +42,8 @@ def test_mosaics_runs_every_system_and_the_exact_ones_agree(tmp_path: Path, sett
         "LexLIP OpenSearch fast 4:100, rescore by the 6 heaviest",  # no shares in a tiny checkpoint: head by weight
         "LexLIP OpenSearch impact field, exact",
         "LexLIP OpenSearch impact field, fast 8:100",  # the first --fast mode runs on the impact field too
+        "LexLIP OpenSearch documents cut to 8 terms, exact",
+        "LexLIP OpenSearch documents cut to 8 terms, fast 8:100",
     }
     for name in ("LexLIP Anserini impact", "LexLIP OpenSearch impact field, exact"):
         assert rows[name]["overlap@10"] == 1.0, name  # exact integer scores, ties by id: the exact top 10 itself
@@ -60,6 +52,8 @@ def test_mosaics_runs_every_system_and_the_exact_ones_agree(tmp_path: Path, sett
         assert row["qps"] > 0 and len(row["qps_passes"]) == 3, name
         if "speed only" not in name:
             assert 0 <= row["R@1"] <= row["R@10"] <= 1 and row["index_bytes"] > 0, name
+    cut = rows["LexLIP OpenSearch documents cut to 8 terms, exact"]
+    assert cut["index_bytes"] < rows["LexLIP OpenSearch exact"]["index_bytes"]  # fewer postings stored
     shape = report["header"]["lexicon shape"]
     assert shape["distinct terms in the corpus"] > 21 and shape["terms per query"] > 0
 
