@@ -255,8 +255,8 @@ def engine_index(
     field_type: str = "rank_features",
     top_k_image: int | None = None,
 ) -> int:
-    """Index the vectors (lexicons kept out of _source; cut to their `top_k_image` heaviest terms as the layout
-    does at ingest), force-merge to one settled segment; return the store size."""
+    """Index the vectors (lexicons kept out of _source), force-merge to one settled segment; return the store size.
+    `top_k_image` is recorded in the index's layout, which refuses longer lexicons: cut them first."""
     from lexlip_es.bulk import BulkWriter, LexiconDocument
     from lexlip_es.indices import create_index
     from lexlip_es.mapping import IndexOptions, LexiconLayout

@@ -43,8 +43,8 @@ class FastMode:
 
     Defaults from benchmarks/results/mosaics-1000000.md (2026-12-05, a million documents with the emoji recipe's
     vocabulary, 25 terms a query): 4:100 with shares <= 0.1 walks 0.10 postings per document a query (the 4
-    heaviest: 0.28, all terms: 3.77). The rescore costs a clause per tail term and window document, and was half
-    of a fast query with the whole tail (21 terms); the query's lightest terms hardly move a candidate. With the
+    heaviest: 0.28, all terms: 3.77). The rescore (a clause per tail term, over the window) was half of a fast
+    query with the whole tail (21 terms), and the query's lightest terms hardly move a candidate. With the
     12 heaviest: 291 queries/s on `rank_features` (20.3x a 512-d flat scan; the whole tail 229; 251 and 17.6x in
     the run before) and R@10 0.818 against exact mode's 0.794 (whole tail 0.824, the 8 heaviest 0.822; 6 fall to
     0.786 in a scratch run).
