@@ -10,9 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lexlip_es.grounding import is_content_token
+from lexlip_es.model import efficientnet
 from lexlip_es.model.config import LexLIPConfig, WeightsError, get_config, list_models, resolve_source
 from lexlip_es.model.dense import DenseTwinModel
 from lexlip_es.model.lexlip import LexLIPModel, sparse_pool
+from lexlip_es.model.prior import ImageNetPrior, build_table
 from lexlip_es.tokenizer import TextTokenizer
 
 __all__ = [
@@ -65,4 +68,19 @@ def create_model(
         torch.manual_seed(seed)
     if config.kind == "dense":
         return DenseTwinModel(config, len(tokenizer.vocab), cache_dir=cache_dir)
-    return LexLIPModel(config, len(tokenizer.vocab), tokenizer.vocab.special_ids(), cache_dir=cache_dir)
+    vocab = tokenizer.vocab
+    content = [i for i, token in enumerate(vocab.tokens) if is_content_token(token)]
+    model = LexLIPModel(config, len(vocab), vocab.special_ids(), content, cache_dir=cache_dir)
+    if model.prior is not None and config.vision.weights:  # else (a checkpoint's bare model) its buffers load
+        load_prior(model.prior, config, tokenizer, cache_dir)
+    return model
+
+
+def load_prior(prior: ImageNetPrior, config: LexLIPConfig, tokenizer: TextTokenizer, cache_dir: Path | None) -> None:
+    """The prior's classifier from the vision tower's weights file and its class-to-token table from the names."""
+    source = str(config.vision.weights)
+    if not efficientnet.is_source(source):
+        raise WeightsError(f"the ImageNet prior reads the classifier of an `efficientnet:` tower, not {source!r}")
+    prior.set_classifier(efficientnet.load_classifier(source, prior.classifier.in_features), source)
+    assert config.prior is not None
+    prior.set_table(*build_table(config.prior, tokenizer, cache_dir))

@@ -65,6 +65,35 @@ class VisionConfig:
 
 
 @dataclass(frozen=True)
+class PriorConfig:
+    """The ImageNet word prior (model/prior.py): the image tower's own classifier read as words, added to the learned
+    image lexicon; and a text's own content WordPieces added to its lexicon (`text_own`)."""
+
+    wordnet: str | None = None
+    """A WordNet 3.0 dict folder, or `debian:wordnet-base` (fetched into the cache); None: class names only."""
+    hypernyms: int = 1
+    """How many WordNet steps above each class its broader terms are taken from."""
+    decay: float = 0.5
+    """A hypernym's words weigh `decay ** distance` against the class's own names at 1."""
+    slots: int = 24
+    """WordPieces kept per class (its heaviest)."""
+    top_k: int = 20
+    """Classes summed into an image's prior lexicon (its most probable)."""
+    image_weight: float = 1.0
+    """The prior's weight in the image lexicon (learned part + image_weight x prior, then output_norm)."""
+    text_own: float = 0.0
+    """Each content WordPiece of a text adds this to its lexicon: a query always keeps its own words."""
+    learned: bool = True
+    """False: the vocabulary heads add nothing (a zero-training model: the prior for images, own words for texts)."""
+
+    def __post_init__(self) -> None:
+        if self.slots < 1 or self.top_k < 1 or self.hypernyms < 0:
+            raise ValueError(f"prior slots and top_k must be >= 1 and hypernyms >= 0, got {self}")
+        if not self.learned and not (self.image_weight > 0 and self.text_own > 0):
+            raise ValueError("a prior-only model (learned: false) needs image_weight > 0 and text_own > 0")
+
+
+@dataclass(frozen=True)
 class TextConfig:
     bert: dict[str, Any]
     max_length: int
@@ -89,6 +118,8 @@ class LexLIPConfig:
     """Scale every lexicon to this L2 norm before it leaves the model (and is quantized). A model trained with a
     cosine contrastive term never learned to keep its vectors' norms comparable, and an index scores dot products:
     without this the images with the largest norms win queries they lose in training. None: raw vectors."""
+    prior: PriorConfig | None = None
+    """The ImageNet word prior (model/prior.py); needs an EfficientNet tower with its classifier weights."""
     comment: str = ""
 
     def __post_init__(self) -> None:
@@ -115,6 +146,7 @@ class LexLIPConfig:
             head=data.get("head", "mlm"),
             head_bias=data.get("head_bias"),
             output_norm=data.get("output_norm"),
+            prior=PriorConfig(**data["prior"]) if data.get("prior") else None,
             comment=data.get("comment", ""),
         )
 

@@ -5,7 +5,7 @@ The packages ship one legacy torch file each in lukemelas' naming (`_conv_stem`,
 `tf_efficientnet_liteN` (TF "SAME" padding and BatchNorm eps 1e-3, as the original model code: the outputs agree
 exactly, see tests/unit/test_pretrained_towers.py; timm's `efficientnet_liteN` pads symmetrically and does not),
 checked tensor by tensor against that model, and written once as safetensors into the cache folder. The classifier
-(`_fc`) is dropped: the tower is used without one.
+(`_fc`) is not part of the tower: `load_classifier` reads it for the ImageNet word prior (model/prior.py).
 
 A weights source `efficientnet:lite0` takes the installed package's file; `efficientnet:/path/to/file.pth` takes a
 file of the same layout for the configured `timm_name`.
@@ -212,3 +212,22 @@ def load_state(source: str, model: nn.Module, cache_dir: Path | None = None) -> 
             Path(tmp).unlink(missing_ok=True)
             raise
     return state
+
+
+def load_classifier(source: str, width: int) -> dict[str, torch.Tensor]:
+    """The ImageNet classifier of an `efficientnet:` source (`_fc.weight` 1000 x width, `_fc.bias`) as
+    `{"weight", "bias"}`, checked for shape and finite values."""
+    path = original_file(source)
+    state = read_original(path)
+    found = {k.removeprefix(f"{_CLASSIFIER}."): v for k, v in state.items() if k.startswith(f"{_CLASSIFIER}.")}
+    weight, bias = found.get("weight"), found.get("bias")
+    if weight is None or bias is None or set(found) != {"weight", "bias"}:
+        raise WeightsError(f"{path} holds no classifier ({_CLASSIFIER}.weight and {_CLASSIFIER}.bias): {sorted(found)}")
+    if weight.ndim != 2 or weight.shape[1] != width or bias.shape != (weight.shape[0],):
+        raise WeightsError(
+            f"{path}: classifier of shape {tuple(weight.shape)} / {tuple(bias.shape)} does not fit a tower of width "
+            f"{width}"
+        )
+    if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+        raise WeightsError(f"{path}: the classifier holds non-finite values")
+    return {"weight": weight.float().contiguous(), "bias": bias.float().contiguous()}

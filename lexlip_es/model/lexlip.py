@@ -13,6 +13,7 @@ from torch import nn
 
 from lexlip_es.model.config import LexLIPConfig
 from lexlip_es.model.packed import Packing, packed_bert
+from lexlip_es.model.prior import ImageNetPrior
 from lexlip_es.model.towers import build_text_mlm, build_visual, visual_width
 
 
@@ -51,6 +52,7 @@ class LexLIPModel(nn.Module):
         config: LexLIPConfig,
         vocab_size: int,
         special_ids: Sequence[int],
+        content_ids: Sequence[int] = (),
         text_weights: str | None = None,
         vision_weights: str | None = None,
         cache_dir: Path | None = None,
@@ -74,6 +76,14 @@ class LexLIPModel(nn.Module):
         vocab_mask[list(special_ids)] = 0.0
         self.vocab_mask: torch.Tensor
         self.register_buffer("vocab_mask", vocab_mask, persistent=False)
+        content = torch.zeros(vocab_size)
+        content[list(content_ids)] = 1.0
+        self.content_mask: torch.Tensor
+        """1 for the WordPieces a person reads as words (grounding.is_content_token): a text's own words."""
+        self.register_buffer("content_mask", content, persistent=False)
+        self.prior: ImageNetPrior | None = (
+            None if config.prior is None else ImageNetPrior(config.prior, width, vocab_size)
+        )
 
     def text_logits(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, columns: torch.Tensor | None = None
@@ -94,24 +104,56 @@ class LexLIPModel(nn.Module):
         """B x positions x V logits (or x len(columns)); a CNN's feature-map cells are its positions."""
         return vocabulary_logits(self.visual_head, self.image_hidden(pixel_values), columns)
 
-    def image_hidden(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """B x positions x hidden: what the visual vocabulary head reads."""
-        tokens = self.visual.forward_features(pixel_values)
+    def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """B x positions x width: the tower's features at every position (a CNN's feature-map cells)."""
+        tokens: torch.Tensor = self.visual.forward_features(pixel_values)
         if tokens.ndim == 4:  # B x C x H x W -> B x HW x C
             tokens = tokens.flatten(2).transpose(1, 2)
+        return tokens
+
+    def image_hidden(self, pixel_values: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """B x positions x hidden: what the visual vocabulary head reads (from `tokens` when given)."""
+        tokens = self.image_tokens(pixel_values) if tokens is None else tokens
         if self.config.vision.pool == "mean":
             tokens = tokens.mean(dim=1, keepdim=True)
         hidden: torch.Tensor = self.visual_proj(tokens)
         return hidden
 
+    def image_prior(self, tokens: torch.Tensor) -> torch.Tensor:
+        """B x V: the ImageNet word prior of the images whose tower features are `tokens`, at its image weight."""
+        if self.prior is None:
+            raise ValueError(f"model {self.config.name!r} has no ImageNet prior")
+        prior: torch.Tensor = self.prior(tokens.mean(dim=1))
+        return self.prior.config.image_weight * prior * self.vocab_mask
+
+    def own_words(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """B x V: 1 at each content WordPiece a text holds (its own words), else 0."""
+        own = torch.zeros(input_ids.shape[0], self.content_mask.numel(), device=input_ids.device)
+        own.scatter_(1, input_ids, attention_mask.to(own.dtype))
+        return own * self.content_mask
+
     def sparse_from_logits(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return sparse_pool(logits, mask, self.vocab_mask)
 
+    @property
+    def learned(self) -> bool:
+        """Whether the vocabulary heads speak (a prior-only model's do not)."""
+        return self.prior is None or self.prior.config.learned
+
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.scaled(sparse_pool(self.text_logits(input_ids, attention_mask), attention_mask, self.vocab_mask))
+        own = 0.0 if self.prior is None else self.prior.config.text_own
+        if not self.learned:
+            return self.scaled(own * self.own_words(input_ids, attention_mask))
+        p = sparse_pool(self.text_logits(input_ids, attention_mask), attention_mask, self.vocab_mask)
+        return self.scaled(p + own * self.own_words(input_ids, attention_mask) if own else p)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.scaled(sparse_pool(self.image_logits(pixel_values), None, self.vocab_mask))
+        tokens = self.image_tokens(pixel_values)
+        if self.prior is not None and not self.learned:
+            return self.scaled(self.image_prior(tokens))
+        logits = vocabulary_logits(self.visual_head, self.image_hidden(pixel_values, tokens))
+        p = sparse_pool(logits, None, self.vocab_mask)
+        return self.scaled(p if self.prior is None else p + self.image_prior(tokens))
 
     def scaled(self, p: torch.Tensor) -> torch.Tensor:
         """The lexicons a model hands out: at the config's `output_norm` when it sets one, else as pooled."""
