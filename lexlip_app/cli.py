@@ -81,11 +81,51 @@ def _cmd_data_emoji(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_data_tuxpaint(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.data.tuxpaint import generate_tuxpaint
+
+    report = generate_tuxpaint(args.out, size=args.size, seed=args.seed, cache_dir=settings.cache_dir)
+    state = "already there" if report.reused else "wrote"
+    kinds = ", ".join(f"{count} from {kind.upper()}" for kind, count in report.kinds.items())
+    print(f"{state}: {sum(report.splits.values())} stamps ({kinds}) and {report.path}")
+    for split, count in report.splits.items():
+        print(f"  {split:6} {count}")
+    print(
+        f"skipped: {len(report.no_description)} pictures without a description, {len(report.no_picture)} "
+        f"descriptions without a picture, {len(report.failed)} pictures that failed"
+    )
+    for key, reason in report.failed.items():
+        print(f"  {key}: {reason}")
+    return 0
+
+
+def _cmd_data_openclipart(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.data.openclipart import generate_openclipart
+
+    report = generate_openclipart(args.out, size=args.size, seed=args.seed, cache_dir=settings.cache_dir)
+    state = "already there" if report.reused else "wrote"
+    kinds = ", ".join(f"{count} from {kind.upper()}" for kind, count in report.kinds.items())
+    print(f"{state}: {sum(report.splits.values())} drawings ({kinds}) and {report.path}")
+    for split, count in report.splits.items():
+        print(f"  {split:6} {count}")
+    print(
+        f"of {report.pictures} picture files ({report.aliases} more names link to them): {len(report.no_words)} "
+        f"without a meaningful word, {len(report.failed)} failed; {report.titles_dropped} titles dropped"
+    )
+    for key, reason in report.failed.items():
+        print(f"  {key}: {reason}")
+    return 0
+
+
 def _cmd_data_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.data.debian import fetch_debian_packages, fetch_wordnet
     from trainer.data.emoji import fetch_emoji_packages, npm_cache
 
     for name, path in fetch_emoji_packages(npm_cache(settings)).items():
         print(f"{name:26} {path}")
+    for name, path in fetch_debian_packages(settings.cache_dir).items():
+        print(f"{name:26} {path}")
+    print(f"{'WordNet (ImageNet prior)':26} {fetch_wordnet(settings.cache_dir)}")
     return 0
 
 
@@ -139,6 +179,15 @@ def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         assert isinstance(encoder, LexLIPEncoder)
         result = evaluate_sparse(encoder, pairs, top_k_image=args.top_k_image, top_k_text=args.top_k_text)
     print(_json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
+    from lexlip_es.encoders.lexlip import LexLIPEncoder
+
+    encoder = LexLIPEncoder.from_config(args.model, cache_dir=settings.cache_dir)
+    out = encoder.save_pretrained(args.out)
+    print(f"{out}: model {encoder.model_id} ({encoder.config.name}), untrained")
     return 0
 
 
@@ -255,12 +304,37 @@ def build_parser() -> argparse.ArgumentParser:
     emoji.add_argument("--out", required=True, help="folder to write images/ and dataset_emoji.json into")
     emoji.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     emoji.add_argument("--seed", type=int, default=0, help="seed of the split and the keyword captions")
+    tuxpaint = command(
+        data_cmds,
+        "tuxpaint",
+        _cmd_data_tuxpaint,
+        help="Tux Paint stamps with their English descriptions (Karpathy JSON + PNGs)",
+        description="Tux Paint's stamps (Debian's tuxpaint-stamps-default, GPL-2+), each with its description as "
+        "the one caption; animals/ and symbols/ are left out; fetches the package with apt-get when missing.",
+    )
+    tuxpaint.add_argument("--out", required=True, help="folder to write images/ and dataset_tuxpaint.json into")
+    tuxpaint.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    tuxpaint.add_argument("--seed", type=int, default=0, help="seed of the 60/20/20 split")
+    openclipart = command(
+        data_cmds,
+        "openclipart",
+        _cmd_data_openclipart,
+        help="Open Clip Art drawings with captions from their SVG metadata (Karpathy JSON + PNGs)",
+        description="Open Clip Art Library drawings (Debian's openclipart-png and openclipart-svg, public domain) "
+        "with captions cleaned from each SVG's title and keywords and its folders; fetches both packages with "
+        "apt-get when missing.",
+    )
+    openclipart.add_argument("--out", required=True, help="folder to write images/ and dataset_openclipart.json into")
+    openclipart.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    openclipart.add_argument("--seed", type=int, default=0, help="seed of the 90/5/5 split")
     command(
         data_cmds,
         "fetch",
         _cmd_data_fetch,
-        help="fetch the emoji set's npm packages into the cache (npm pack, checked)",
-        description="Fetch the pinned npm packages of `lexlip data emoji` with `npm pack` and check their integrity.",
+        help="fetch the data sets' npm and Debian packages into the cache (npm pack, apt-get download, checked)",
+        description="Fetch the pinned npm packages of `lexlip data emoji` with `npm pack` and the pinned Debian "
+        "packages of `lexlip data tuxpaint` and `openclipart` (and WordNet's) with `apt-get download`, and check "
+        "their integrity.",
     )
     add_commands(commands, data_cmds)
     add_ingest_commands(commands)
@@ -308,6 +382,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--top-k-image", type=int, help="keep only the K largest image weights")
     evaluate.add_argument("--top-k-text", type=int, help="keep only the K largest caption weights")
     evaluate.add_argument("--max-images", type=int)
+
+    checkpoint = command(
+        commands,
+        "checkpoint",
+        _cmd_checkpoint,
+        help="write a checkpoint of a model config with its starting weights, untrained",
+        description="Build a registered model config (or a config file) with its starting weights and save it as a "
+        "checkpoint folder that ingest, search and the page load: `imagenet-prior` is a zero-training photo "
+        "encoder (the image tower's ImageNet classifier read as words; texts as their own words).",
+    )
+    checkpoint.add_argument("model", help="a registered model config (e.g. imagenet-prior) or a config file")
+    checkpoint.add_argument("--out", required=True, help="the checkpoint folder to write")
 
     calibrate = command(
         commands,

@@ -115,6 +115,7 @@ def evaluate_sparse(
         result["text_to_image_unweighted"] = result["text_to_image"]
         result.update(weighted)
     result["mean_nnz_image"] = float(np.mean([v.nnz for v in images]))
+    result["empty_images"] = sum(v.nnz == 0 for v in images)
     result["mean_nnz_text"] = float(np.mean([v.nnz for v in texts]))
     result.update(grounding(encoder.tokenizer, images, texts, captions, owner))
     result.update(grounding_by_label(encoder.tokenizer, images, pairs))

@@ -19,22 +19,30 @@ import torch
 from torch import nn
 
 STEM = ("conv_stem", "bn1")
+HEAD = ("conv_head", "bn2")
+ALL = "all"
+"""`frozen_vision_blocks = "all"`: the whole tower (stem, every block, conv_head and bn2) frozen and run once; the
+training steps read its final feature map. The ImageNet word prior then reads exactly the features its classifier
+was trained on (model/prior.py), and a step costs only the heads and the text tower."""
 
 
 class FrozenStem:
     """The stem and first `blocks` stages of a timm CNN (EfficientNet family: `conv_stem`, `bn1`, `blocks`)."""
 
-    def __init__(self, visual: Any, blocks: int) -> None:
+    def __init__(self, visual: Any, blocks: int | str) -> None:
         if not all(hasattr(visual, name) for name in (*STEM, "blocks")):
             raise ValueError(
                 f"frozen_vision_blocks needs a CNN with conv_stem, bn1 and blocks (EfficientNet family), "
                 f"not {type(visual).__name__}"
             )
-        if not 0 <= blocks <= len(visual.blocks):
-            raise ValueError(f"frozen_vision_blocks must be in 0..{len(visual.blocks)}, got {blocks}")
+        count = len(visual.blocks) if blocks == ALL else blocks
+        if not isinstance(count, int) or not 0 <= count <= len(visual.blocks):
+            raise ValueError(f"frozen_vision_blocks must be in 0..{len(visual.blocks)} or {ALL!r}, got {blocks!r}")
         self.visual = visual
         self.modules: dict[str, nn.Module] = {name: getattr(visual, name) for name in STEM}
-        self.modules.update({f"blocks.{i}": visual.blocks[i] for i in range(blocks)})
+        self.modules.update({f"blocks.{i}": visual.blocks[i] for i in range(count)})
+        if blocks == ALL:
+            self.modules.update({name: getattr(visual, name) for name in HEAD})
         for module in self.modules.values():
             module.requires_grad_(False)
         self._out = False

@@ -64,7 +64,7 @@ class TrainConfig:
     max_seconds: float | None = None  # a wall-time budget: the schedule runs on max(step/steps, time/budget)
     threads: int | None = None  # torch CPU threads (fixed for reproducible figures); None keeps torch's default
     label: str | None = None  # what the progress bar calls this run (e.g. "stage 1/2 dense twin")
-    frozen_vision_blocks: int | None = None  # a CNN tower's stem + first K blocks frozen, run once (trainer/frozen.py)
+    frozen_vision_blocks: int | str | None = None  # a CNN's stem + first K blocks ("all": all of it) frozen, run once
     group_by: str | None = None  # batches hold groups of this record field together (emoji "base": siblings)
     group_size: int | None = None  # ... at most this many members of a group at a time; None: whole groups
     text_weights: str | None = None  # a transformers folder (or weights source) starting the text tower + tokenizer

@@ -409,7 +409,8 @@ class Pretrainer(nn.Module):
         targets: LexiconTargets,
     ) -> dict[str, torch.Tensor]:
         """Bag-of-words grounding: each side's max-pooled logits against the words it should hold, and the image
-        lexicon's weights against the BM25 weights of its captions."""
+        lexicon's weights against the BM25 weights of its captions. `p_image` is what the heads say (without the
+        ImageNet prior, which no loss can move)."""
         cfg, terms = self.losses, dict[str, torch.Tensor]()
         if cfg.image_words > 0:
             terms["image_words"] = cfg.image_words * words_loss(
@@ -458,7 +459,8 @@ class Pretrainer(nn.Module):
         cfg, model = self.losses, self.model
         if cfg.active_vocabulary and targets is None:
             raise ValueError("this objective trains on the active vocabulary: pass the step's LexiconTargets")
-        image_hidden = model.image_hidden(pixels)
+        image_tokens = model.image_tokens(pixels)
+        image_hidden = model.image_hidden(pixels, image_tokens)
         needs_text = cfg.contrastive or cfg.momentum or cfg.caption_words > 0 or cfg.dense_weight > 0
         packed, packing = None, None
         if needs_text and self.packed:
@@ -469,7 +471,10 @@ class Pretrainer(nn.Module):
         columns = targets.columns if targets is not None else None
         vocab_mask = model.vocab_mask if columns is None else model.vocab_mask[columns]
         image_logits = vocabulary_logits(model.visual_head, image_hidden, columns, self.sparse_rows)
-        p_image = sparse_pool(image_logits, None, vocab_mask)
+        p_learned = sparse_pool(image_logits, None, vocab_mask)
+        p_image = p_learned
+        if model.prior is not None:  # the ImageNet word prior: fixed, the heads learn what it lacks
+            p_image = p_learned + on_columns(model.image_prior(image_tokens), columns)
         terms = self._mlm_terms(image_logits, ids, mask, generator, columns)
         dense = self._dense_scores(image_hidden, text_hidden, mask) if text_hidden is not None else None
         if dense is not None:
@@ -482,8 +487,10 @@ class Pretrainer(nn.Module):
             else:
                 text_logits = vocabulary_logits(head, text_hidden, columns, self.sparse_rows)
             p_text = sparse_pool(text_logits, mask, vocab_mask)
+            if model.prior is not None and model.prior.config.text_own > 0:  # a text keeps its own words
+                p_text = p_text + model.prior.config.text_own * on_columns(model.own_words(ids, mask), columns)
             if targets is not None:
-                terms.update(self._word_terms(image_logits, p_image, text_logits, mask, targets))
+                terms.update(self._word_terms(image_logits, p_learned, text_logits, mask, targets))
                 if self._restricted():
                     p_text = p_text * targets.own_words
             terms.update(self._contrastive_terms(p_image, p_text, pixels, ids, mask, dense, siblings))
@@ -493,7 +500,7 @@ class Pretrainer(nn.Module):
                 stats["nnz_image"] = quantized_nnz(keep_top_k(p_image, cfg.train_top_k_image))
                 stats["nnz_text"] = quantized_nnz(keep_top_k(p_text, cfg.train_top_k_text))
         elif targets is not None:
-            terms.update(self._word_terms(image_logits, p_image, image_logits[:, :0], mask, targets))
+            terms.update(self._word_terms(image_logits, p_learned, image_logits[:, :0], mask, targets))
         if not terms:
             raise ValueError("every loss term is switched off: nothing to train")
         return {"loss": torch.stack(list(terms.values())).sum(), **terms, **stats}
@@ -600,6 +607,11 @@ class Pretrainer(nn.Module):
         m = self.losses.ema
         for mp, p in zip(self.momentum_model.parameters(), self.model.parameters(), strict=True):
             mp.mul_(m).add_(p.detach(), alpha=1 - m)
+
+
+def on_columns(full: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor:
+    """B x V rows cut to the step's columns (the active vocabulary), or as they are without columns."""
+    return full if columns is None else full[:, columns]
 
 
 class DenseObjective(nn.Module):

@@ -40,8 +40,8 @@ class Recipe:
     """The towers' bodies at this learning rate (pretrained towers fine-tuned gently); None: everything at `lr`."""
     threads: int = 2
     model: str = "shapes"
-    frozen_vision_blocks: int | None = None
-    """A pretrained CNN tower's stem and first K blocks frozen and run once over the images (trainer/frozen.py)."""
+    frozen_vision_blocks: int | str | None = None
+    """A pretrained CNN tower's stem and first K blocks ("all": all of it) frozen and run once (trainer/frozen.py)."""
     group_by: str | None = None
     """Batches hold members of a group together (a record field, e.g. an emoji's `base`), `group_size` at a time."""
     group_size: int | None = None
@@ -126,7 +126,7 @@ class EmojiRecipe(Recipe):
     lr: float = 4e-3
     tower_lr: float | None = 3e-4
     model: str = "emoji"
-    frozen_vision_blocks: int | None = 5
+    frozen_vision_blocks: int | str | None = 5
     # skin-tone siblings two at a time in a batch: each other's in-batch negatives, while a batch still spans
     # about 50 emoji (whole families of six cost more between-emoji negatives than they gained)
     group_by: str | None = "base"
@@ -176,6 +176,20 @@ class EmojiRecipe(Recipe):
             "image_memory": 1.0,
             "memory_captions": "words",
         }
+
+
+@dataclass(frozen=True)
+class PhotosRecipe(EmojiRecipe):
+    """The `photos` config (the ImageNet word prior added to the learned image lexicon, texts keeping their own words)
+    on emoji and clipart together (trainer/data/mixture.py), the whole image tower frozen and run once at 224 px so
+    the prior reads exactly the features its classifier knows; the emoji recipe's losses otherwise. Skin-tone
+    siblings (emoji) two at a time; every clipart picture is a group of its own."""
+
+    name: ClassVar[str] = "photos"
+    steps: int = 1200
+    model: str = "photos"
+    frozen_vision_blocks: int | str | None = "all"
+    group_by: str | None = "group"
 
 
 def run_lexlip(*args: str, stream: bool = False) -> tuple[str, float]:

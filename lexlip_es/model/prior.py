@@ -48,14 +48,17 @@ BROAD = frozenset(
 
 def resolve_wordnet(source: str, cache_dir: Path | None) -> Path:
     """A WordNet dict folder: a path, or `debian:wordnet-base` = the Debian package extracted into the cache by
-    `lexlip data fetch` (`<cache>/debian/wordnet-base/usr/share/wordnet`)."""
+    `lexlip data fetch` (`<cache>/debian/wordnet-base_<version>_all/usr/share/wordnet`; the newest if several)."""
     if source.startswith(DEBIAN_SCHEME):
         if cache_dir is None:
             raise ValueError(f"WordNet {source!r} lives in the cache folder: pass cache_dir (Settings.cache_dir)")
-        folder = Path(cache_dir) / "debian" / source.removeprefix(DEBIAN_SCHEME) / WORDNET_DIR
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is missing: `lexlip data fetch` fetches Debian's wordnet-base")
-        return folder
+        package = source.removeprefix(DEBIAN_SCHEME)
+        found = sorted((Path(cache_dir) / "debian").glob(f"{package}_*/{WORDNET_DIR}"))
+        if not found:
+            raise FileNotFoundError(
+                f"no {package} under {Path(cache_dir) / 'debian'}: `lexlip data fetch` fetches Debian's {package}"
+            )
+        return found[-1]
     return Path(source).expanduser()
 
 

@@ -110,3 +110,19 @@ def test_inactive_tokens_start_at_their_own_bias() -> None:
         assert torch.equal(head.bias[active.inactive], torch.full((len(active.inactive),), -10.0))
         assert torch.equal(head.bias[torch.from_numpy(active.active)], old[torch.from_numpy(active.active)])
         assert torch.equal(head.bias[special], old[special])
+
+
+def test_the_whole_tower_frozen_leaves_nothing_of_it_to_train(cnn: torch.nn.Module) -> None:
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        whole = cnn.forward_features(pixels)
+    stem = FrozenStem(cnn, "all")
+    features = stem.features(pixels)
+    assert features.shape == whole.shape  # the final feature map: conv_head and bn2 ran once too
+    stem.swap_out()
+    with torch.no_grad():
+        assert torch.allclose(cnn.forward_features(features.float()), whole, atol=2e-2, rtol=1e-2)
+    stem.swap_in()
+    assert not any(p.requires_grad for p in cnn.parameters())
+    with pytest.raises(ValueError, match="'all'"):
+        FrozenStem(cnn, "most")

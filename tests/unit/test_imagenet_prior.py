@@ -153,3 +153,36 @@ def test_no_decodable_picture_gets_an_empty_lexicon(prior_model: torch.nn.Module
         assert len(vector.indices) >= 5 and int(vector.values.min()) >= 1
     [query] = encoder.encode_queries(["A tiger in the grass."], scale=100)
     assert sorted(encoder.vocab.tokens[i] for i in query.indices) == ["grass", "tiger"]
+
+
+def test_training_adds_the_fixed_prior_and_trains_every_head_but_the_classifier(tmp_path: Path) -> None:
+    from trainer.objectives import LossConfig, Pretrainer
+    from trainer.vocabulary import ActiveVocabulary
+
+    config = _prior_config(learned=True).with_(name="photos-test")
+    config = config.with_(vision=replace(config.vision, image_size=64))
+    tokenizer = create_tokenizer(config)
+    model = create_model(config, tokenizer=tokenizer, cache_dir=tmp_path).train()
+    captions = [("a red apple",), ("an electric guitar",), ("a tiger",), ("a bicycle",)]
+    active = ActiveVocabulary(captions, tokenizer, 8, words_only=True)
+    ids, mask = tokenizer([c[0] for c in captions])
+    targets = active.targets(np.arange(4), ids, mask, torch.Generator().manual_seed(0))
+    losses = LossConfig(contrastive=True, image_words=1.0, caption_words=1.0, hub_words=1.0, negatives=8)
+    objective = Pretrainer(model, losses, list(tokenizer.vocab.tokens), tokenizer.vocab.special_ids(), 10)
+    seen: list[torch.Tensor] = []
+    original = objective._contrastive_terms
+
+    def spy(p_image, p_text, *rest):  # type: ignore[no-untyped-def]
+        seen.append(p_image.detach())
+        return original(p_image, p_text, *rest)
+
+    objective._contrastive_terms = spy  # type: ignore[method-assign]
+    pixels = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    out = objective(pixels, torch.from_numpy(ids), torch.from_numpy(mask), targets=targets)
+    out["loss"].backward()
+    with torch.no_grad():
+        prior = model.image_prior(model.image_tokens(pixels))[:, targets.columns]
+    assert bool((seen[0] >= prior - 1e-6).all()) and float(prior.sum()) > 0  # the prior is under every lexicon
+    assert model.prior is not None and model.prior.classifier.weight.grad is None
+    trained = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is not None and p.grad.any()]
+    assert any(n.startswith("visual_head") for n in trained) and any(n.startswith("text.bert") for n in trained)

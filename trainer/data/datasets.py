@@ -45,7 +45,8 @@ def load_karpathy(
 ) -> list[Pair]:
     """The Karpathy-split JSON used for Flickr30k and COCO: `images[*].{filepath?, filename, split, sentences}`.
 
-    `split="train"` also takes COCO's `restval` (unless `exact_split`). Paths are relative to `image_root` (default:
+    `split="train"` also takes COCO's `restval` (unless `exact_split`); `split="all"` takes every
+    record. Paths are relative to `image_root` (default:
     the JSON's folder). Every other field of a record (shapes' `objects`, emoji's `group`, `subgroup`, ...) lands in
     `Pair.meta`.
     """
@@ -55,7 +56,7 @@ def load_karpathy(
     wanted = {"train", "restval"} if split == "train" and not exact_split else {split}
     pairs = []
     for record in data["images"]:
-        if record.get("split") not in wanted:
+        if split != "all" and record.get("split") not in wanted:
             continue
         image_path = root / record.get("filepath", "") / record["filename"]
         captions = tuple(s["raw"].strip() for s in record["sentences"])
