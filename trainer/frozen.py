@@ -10,8 +10,12 @@ states always hold the whole, unchanged tower: nothing of this reaches a checkpo
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +71,20 @@ class FrozenStem:
             for module, mode in was_training:
                 module.train(mode)
 
+    @property
+    def whole_tower(self) -> bool:
+        """Whether every module of the tower is frozen (its output is the final feature map)."""
+        return all(name in self.modules for name in HEAD)
+
+    def fingerprint(self) -> str:
+        """sha256 over the frozen modules' names and tensors: their outputs depend on nothing else."""
+        digest = hashlib.sha256()
+        for name, module in self.modules.items():
+            for key, tensor in module.state_dict().items():
+                digest.update(f"{name}.{key}{tuple(tensor.shape)}{tensor.dtype}".encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
     def swap_out(self) -> None:
         """From now on `visual.forward_features` takes the stem's output instead of pixels."""
         for name in self.modules:
@@ -96,7 +114,41 @@ class FrozenStem:
             setattr(self.visual, name, module)
 
 
-def stem_features(stem: FrozenStem, pixels: np.ndarray, normalize: Any) -> torch.Tensor:
-    """The stem's output for a bank of uint8 images (N x S x S x 3), normalised in slices of 256."""
-    out = [stem.features(torch.from_numpy(normalize(pixels[i : i + 256]))) for i in range(0, len(pixels), 256)]
+def stem_features(stem: FrozenStem, pixels: np.ndarray, normalize: Any, pooled: bool = False) -> torch.Tensor:
+    """The stem's output for a bank of uint8 images (N x S x S x 3), normalised in slices of 256. `pooled` (only for
+    a whole frozen tower whose model reads the mean of the cells): each map averaged to 1 x 1, the same mean at a
+    fraction of the memory."""
+    if pooled and not stem.whole_tower:
+        raise ValueError("only a whole frozen tower's features can be pooled before training")
+    out = []
+    for i in range(0, len(pixels), 256):
+        features = stem.features(torch.from_numpy(normalize(pixels[i : i + 256])))
+        out.append(features.float().mean(dim=(2, 3), keepdim=True).half() if pooled else features)
     return torch.cat(out)
+
+
+def cached_stem_features(
+    stem: FrozenStem, pixels: np.ndarray, normalize: Any, folder: Path | None, pooled: bool = False
+) -> torch.Tensor:
+    """`stem_features`, kept in `folder` under a key of the images, the frozen weights and `pooled`, so a second
+    run on the same images (another recipe setting, the dense twin) reads them instead of running the tower."""
+    if folder is None:
+        return stem_features(stem, pixels, normalize, pooled)
+    from safetensors.torch import load_file, save_file
+
+    digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes())
+    digest.update(f"{stem.fingerprint()}:{pooled}:{normalize(pixels[:1]).tobytes().hex()[:64]}".encode())
+    path = Path(folder) / f"frozen-{digest.hexdigest()[:24]}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["features"]
+    features = stem_features(stem, pixels, normalize, pooled)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({"features": features.contiguous()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return features

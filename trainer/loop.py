@@ -25,7 +25,7 @@ from lexlip_es.errors import LexlipError
 from lexlip_es.model.config import get_config
 from lexlip_es.tokenizer import trim_padding
 from trainer.data.datasets import CorruptCounter, Pair, load_pairs, load_valid_images
-from trainer.frozen import FrozenStem, stem_features
+from trainer.frozen import FrozenStem, cached_stem_features
 from trainer.objectives import PHASES, DenseObjective, LossConfig, Pretrainer
 from trainer.sparse_rows import LazyAdamW, clip_grad_norm, sparse_row_matrices
 from trainer.state import load_state, save_state
@@ -432,7 +432,11 @@ class Steps:
         c, position = self.config, self.position
         if stem is not None:
             vision = self.encoder.config.vision
-            features = stem_features(stem, self.data.bank.pixels, lambda px: normalize(px, vision.mean, vision.std))
+            pooled = stem.whole_tower and (self.encoder.kind == "dense" or vision.pool == "mean")
+            folder = Path(c.cache_dir) / "features" if c.cache_dir else None
+            features = cached_stem_features(
+                stem, self.data.bank.pixels, lambda px: normalize(px, vision.mean, vision.std), folder, pooled
+            )
             self.stem_cache = features.to(self.device)
             stem.swap_out()
             say(f"frozen image stem: {c.frozen_vision_blocks} blocks run once, {tuple(self.stem_cache.shape)}")

@@ -3,6 +3,8 @@ cut to their longest caption, and the starting bias of tokens no training captio
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import timm
@@ -11,7 +13,7 @@ import torch
 from lexlip_es.model import create_tokenizer, get_config
 from lexlip_es.model.lexlip import LexLIPModel
 from lexlip_es.tokenizer import trim_padding
-from trainer.frozen import FrozenStem, stem_features
+from trainer.frozen import FrozenStem, cached_stem_features, stem_features
 from trainer.loop import parameter_groups
 from trainer.vocabulary import ActiveVocabulary
 
@@ -126,3 +128,23 @@ def test_the_whole_tower_frozen_leaves_nothing_of_it_to_train(cnn: torch.nn.Modu
     assert not any(p.requires_grad for p in cnn.parameters())
     with pytest.raises(ValueError, match="'all'"):
         FrozenStem(cnn, "most")
+
+
+def test_whole_tower_features_are_pooled_and_kept_for_the_next_run(cnn: torch.nn.Module, tmp_path: Path) -> None:
+    bank = np.random.default_rng(1).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
+
+    def normalize(px: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(px.astype(np.float32) / 127.5 - 1.0, -1, 1))
+
+    stem = FrozenStem(cnn, "all")
+    full = stem_features(stem, bank, normalize)
+    pooled = cached_stem_features(stem, bank, normalize, tmp_path, pooled=True)
+    assert pooled.shape == (3, full.shape[1], 1, 1)
+    assert torch.allclose(pooled.float().flatten(1), full.float().mean(dim=(2, 3)), atol=1e-2)
+    [kept] = list(tmp_path.glob("frozen-*.safetensors"))
+    assert torch.equal(cached_stem_features(stem, bank, normalize, tmp_path, pooled=True), pooled)
+    assert list(tmp_path.glob("frozen-*.safetensors")) == [kept]  # read back, not written again
+    cached_stem_features(stem, bank[:2], normalize, tmp_path, pooled=True)  # other images: another key
+    assert len(list(tmp_path.glob("frozen-*.safetensors"))) == 2
+    with pytest.raises(ValueError, match="whole frozen tower"):
+        stem_features(FrozenStem(cnn, 2), bank, normalize, pooled=True)

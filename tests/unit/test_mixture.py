@@ -45,3 +45,11 @@ def test_mixture_renumbers_points_at_images_and_groups_every_record(tmp_path: Pa
     stamp = path.stat().st_mtime_ns
     assert write_mixture(tmp_path / "mix", "photos", [("emoji", emoji), ("clipart", clipart)]) == path
     assert path.stat().st_mtime_ns == stamp  # unchanged parts: not rewritten
+
+
+def test_a_cap_keeps_the_first_records_of_each_caption(tmp_path: Path) -> None:
+    stars = _part(tmp_path / "stars", ["star", "star", "star", "moon"], "train", base=False)
+    path = write_mixture(tmp_path / "mix", "capped", [("clipart", stars)], max_per_caption=2)
+    data = json.loads(path.read_text())
+    assert [r["sentences"][0]["raw"] for r in data["images"]] == ["a star", "a star", "a moon"]
+    assert [r["group"] for r in data["images"]] == ["clipart:0", "clipart:1", "clipart:3"]
