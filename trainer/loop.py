@@ -281,8 +281,10 @@ class TrainingData:
             raise TrainingError(f"{len(bank.captions)} images cannot fill one batch of {config.batch_size} x {world}")
         active = None
         if losses.negatives is not None:
+            prior = getattr(encoder.model, "prior", None)
+            extra = prior.words() if losses.prior_columns and prior is not None else []
             active = ActiveVocabulary(
-                bank.captions, encoder.tokenizer, losses.negatives, losses.words_only, losses.max_df
+                bank.captions, encoder.tokenizer, losses.negatives, losses.words_only, losses.max_df, extra
             )
             if losses.inactive_bias is not None and config.kind == "lexlip":
                 heads = (encoder.model.text.cls.predictions, encoder.model.visual_head)

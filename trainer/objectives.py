@@ -86,6 +86,9 @@ class LossConfig:
     a caption's own-token cut keeps only its words."""
     max_df: float = 1.0
     """A token in the captions of more than this fraction of the training images is no image's word (`words_only`)."""
+    prior_columns: bool = False
+    """The ImageNet prior's words are active columns too (not targets): the caption side can learn, through the
+    contrastive terms, to say the class words its pictures carry ("granny", "smith" for "a green apple")."""
     inactive_bias: float | None = None
     """Tokens outside the active vocabulary (no training caption uses them) start with this vocabulary-head bias
     instead of the config's `head_bias`. Nothing in training can make them positives, and with pretrained word

@@ -72,10 +72,11 @@ class ActiveVocabulary:
         negatives: int,
         words_only: bool = False,
         max_df: float = 1.0,
+        extra: Sequence[int] = (),
     ) -> None:
         """`words_only`: the targets hold words only (content tokens in at most `max_df` of the images' captions)
         and every active column is scored, so everything else is trained off; else non-content columns are left
-        out of the bag-of-words losses."""
+        out of the bag-of-words losses. `extra`: token ids scored every step beside the captions' own."""
         if negatives < 0:
             raise ValueError(f"negatives must be >= 0, got {negatives}")
         vocab = tokenizer.vocab
@@ -86,6 +87,7 @@ class ActiveVocabulary:
         ids, mask = tokenizer(flat)
         used = np.zeros(len(vocab), dtype=bool)
         used[ids[mask.astype(bool)]] = True
+        used[np.asarray(extra, dtype=np.int64)] = True  # more active columns (the prior's words): never targets
         used &= ~special
         self.active = np.flatnonzero(used)
         self.inactive = torch.from_numpy(np.flatnonzero(~used & ~special))

@@ -166,6 +166,10 @@ class ImageNetPrior(nn.Module):
             raise WeightsError(f"{where}: the classifier's tensors are {found}, this tower needs {expected}")
         self.classifier.load_state_dict(state)
 
+    def words(self) -> list[int]:
+        """Every token id the table gives a class (sorted)."""
+        return sorted(set(self.tokens[self.weights > 0].tolist()))
+
     def probabilities(self, pooled: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.classifier(pooled).float(), dim=-1)
 
