@@ -52,7 +52,8 @@ def photos_data(settings: Settings) -> tuple[Path, Path, Path]:
     tuxpaint = ensure_tuxpaint(root / "tuxpaint", settings=settings)
     emoji_224 = ensure_emoji(root / "emoji-224", size=224, settings=settings)
     clipart = ensure_openclipart(root / "openclipart", settings=settings)
-    mixture = write_mixture(root / "photos", "photos", [("emoji", emoji_224), ("openclipart", clipart)])
+    parts = [("emoji", emoji_224), ("openclipart", clipart)]
+    mixture = write_mixture(root / "photos", "photos", parts, max_per_caption=PhotosRecipe.max_per_caption)
     return tuxpaint, mixture, ensure_emoji(root / "emoji", settings=settings)
 
 

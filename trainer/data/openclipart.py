@@ -40,7 +40,7 @@ REPEATED_TITLE = 20
 """A cleaned title shared by more than this many pictures names a collection, not a picture: dropped."""
 MAX_KEYWORDS = 6
 MAX_CAPTIONS = 5
-FORMAT = 1
+FORMAT = 2
 """Bumped whenever the records change shape, so a cached set is rebuilt."""
 PACKAGES = (OPENCLIPART_PNG, OPENCLIPART_SVG)
 
@@ -302,14 +302,12 @@ def clip_words(clips: list[Clip], svg_root: str | Path) -> tuple[dict[str, Words
 
 
 def captions(clip: Clip, words: Words) -> list[str]:
-    """Up to five distinct captions: NAME; "a drawing of NAME"; the keywords; "CATEGORY PATH: NAME"; the same for
-    an alias in other folders. Without a name the first keywords stand in for it."""
+    """What the drawing shows, in at most two captions: its NAME and its keywords (without a name the first keywords
+    stand in for it). The folder path ("computer, applications", "signs and symbols") and "a drawing of" are left
+    out: they name the collection's shelves and style, and a head trained on them answered photographs with
+    "computer", "signs", "symbols" (benchmarks/results/photos.md)."""
     keywords = list(words.keywords[:MAX_KEYWORDS])
-    subject = words.name or ", ".join(keywords[:3])
-    texts = [words.name, f"a drawing of {subject}" if subject else "", ", ".join(keywords)]
-    for key in (clip.key, *clip.aliases):
-        path = path_phrase(key)
-        texts.append(f"{path}: {subject}" if path and subject else "")
+    texts = [words.name or ", ".join(keywords[:3]), ", ".join(keywords)]
     unique: dict[str, str] = {}
     for text in texts:
         if text.strip():
