@@ -186,3 +186,26 @@ def test_training_adds_the_fixed_prior_and_trains_every_head_but_the_classifier(
     assert model.prior is not None and model.prior.classifier.weight.grad is None
     trained = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is not None and p.grad.any()]
     assert any(n.startswith("visual_head") for n in trained) and any(n.startswith("text.bert") for n in trained)
+
+
+def test_lexlip_checkpoint_writes_a_prior_only_checkpoint_that_loads_without_wordnet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from lexlip_app.cli import main
+    from lexlip_es.encoders.loading import load_encoder
+
+    monkeypatch.setenv("LEXLIP_CACHE_DIR", str(tmp_path / "cache"))
+    config = tmp_path / "prior.json"
+    config.write_text(json.dumps(_prior_config().to_dict()))
+    assert main(["checkpoint", str(config), "--out", str(tmp_path / "ck")]) == 0
+    saved = json.loads((tmp_path / "ck" / "config.json").read_text())
+    saved["prior"]["wordnet"] = "/nowhere"  # loading never reads WordNet: the table is in the weights file
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(saved))
+    encoder = load_encoder(tmp_path / "ck", kind="torch")
+    assert float(encoder.model.prior.weights.sum()) > 0  # the table came from the checkpoint, not from WordNet
+    [image] = encoder.encode_images([_png(Image.new("RGB", (40, 40), (200, 30, 30)))], scale=100)
+    [query] = encoder.encode_queries(["a red apple"], scale=100)
+    assert len(image.indices) >= 5
+    assert sorted(encoder.vocab.tokens[i] for i in query.indices) == ["apple", "red"]
