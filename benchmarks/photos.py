@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shapes_common import evaluate, header, recall_table, training_parser, write
+from shapes_common import evaluate, header, recall_table, terms, training_parser, write
 
 from lexlip_es.grounding import is_content_token
 from lexlip_es.model import create_tokenizer, get_config
@@ -116,7 +116,7 @@ def main() -> None:
         "",
         "| system | empty image lexicons | terms per image |",
         "|---|---|---|",
-        *(f"| {r['system']} | {r.get('empty_images', '-')} | {r.get('mean_nnz_image', 0):.1f} |" for r in rows),
+        *(f"| {r['system']} | {r.get('empty_images', '-')} | {terms(r.get('mean_nnz_image'))} |" for r in rows),
     ]
     write("photos", {"header": header(), "ceilings": ceilings, "rows": rows}, lines)
 
