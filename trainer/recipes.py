@@ -1,12 +1,12 @@
 """Named training recipes: the stages, their settings, and a runner that trains them as `lexlip train` subprocesses
 (so CPU training runs under jemalloc like a user's, and its progress bar reaches the user's terminal).
 
-The shapes recipe is the one `make demo` and `benchmarks/train_shapes.py` use: one grounded LexLIP stage from random
-weights on the `shapes` model config, trained on the active vocabulary (the captions' tokens plus sampled negatives),
-with the image lexicon taught the words of all its captions and their BM25 weights, each caption's lexicon cut to its
-own tokens, and the in-batch contrastive loss on top at 0.3 of the others' weight (at full weight it bends the
-weights towards the batch's 128 negatives: R@1 at 100,000 images falls from 0.369 to 0.290). Fixed seed, data order
-and thread count.
+Each recipe is one grounded LexLIP stage: the shapes recipe from random weights on the `shapes` model config (the
+image lexicon taught the words of all its captions and their BM25 weights, each caption's lexicon cut to its own
+tokens, the in-batch contrastive loss on top at 0.3 of the others' weight: at full weight it bends the weights
+towards the batch's 128 negatives, R@1 at 100,000 images falls from 0.369 to 0.290); the emoji recipe on pretrained
+towers; the photos recipe (the ImageNet word prior under the learned lexicon) and the demo's photos recipe, the one
+`make demo` trains. Fixed seed, data order and thread count.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lexlip_es.errors import LexlipError
+
+if TYPE_CHECKING:
+    from lexlip_es.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 LEXLIP_DIR, DENSE_DIR = "sparse", "dense"
@@ -190,7 +193,7 @@ class PhotosRecipe(EmojiRecipe):
     model: str = "photos"
     frozen_vision_blocks: int | str | None = "all"
     group_by: str | None = "group"
-    max_per_caption: ClassVar[int] = 3
+    max_per_caption: ClassVar[int | None] = 3
     """The mixture keeps at most 3 pictures sharing a first caption (trainer/data/mixture.py: openclipart's 1,378
     generated stars called "star" became 3)."""
 
@@ -198,6 +201,36 @@ class PhotosRecipe(EmojiRecipe):
         # "emoji" is in every emoji caption but, beside the clipart, in only 38% of the images: at the emoji
         # recipe's 0.6 it became a target ("##oj", "em" topped photographs' lexicons)
         return {**super().losses(), "max_df": 0.3}
+
+
+@dataclass(frozen=True)
+class PhotosDemoRecipe(PhotosRecipe):
+    """The model `make demo` ships: the photos recipe on the emoji and Tux Paint's train split (`ensure_photos_demo`;
+    no clipart, so a fresh machine fetches one Debian package and renders 547 pictures, not 6,869). Tux Paint's
+    val split chooses, its test split reports (benchmarks/photos.py, second block); animals/ is never read."""
+
+    name: ClassVar[str] = "photos-demo"
+    steps: int = 800
+    max_per_caption: ClassVar[int | None] = None
+    """Every picture kept: the demo indexes the same mixture it trains on, all 547 Tux Paint pictures included."""
+
+
+def ensure_photos_demo(root: Path, settings: Settings | None = None) -> Path:
+    """The demo's mixture in `root`/photos-demo: the emoji at 224 px and Tux Paint's stamps (every split; training
+    reads the train splits only), each built once in `root`; WordNet (the prior's broader words) fetched into the
+    cache too, so training finds it."""
+    from lexlip_es.settings import Settings
+    from trainer.data.debian import fetch_wordnet
+    from trainer.data.emoji import ensure_emoji
+    from trainer.data.mixture import write_mixture
+    from trainer.data.tuxpaint import ensure_tuxpaint
+
+    fetch_wordnet((settings or Settings.from_env()).cache_dir)
+    parts = [
+        ("emoji", ensure_emoji(root / "emoji-224", size=224, settings=settings)),
+        ("tuxpaint", ensure_tuxpaint(root / "tuxpaint", settings=settings)),
+    ]
+    return write_mixture(root / "photos-demo", "photos_demo", parts, PhotosDemoRecipe.max_per_caption)
 
 
 def run_lexlip(*args: str, stream: bool = False) -> tuple[str, float]:

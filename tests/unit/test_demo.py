@@ -29,6 +29,26 @@ def test_manifest_rows_carry_their_split_so_recall_can_keep_to_the_test_split(tm
     assert TEST_ONLY == ({"term": {"split.keyword": "test"}},)
 
 
+def test_a_mixture_s_rows_are_named_by_their_part_and_recall_runs_part_by_part(tmp_path: Path) -> None:
+    from lexlip_app.demo import TEST_ONLY, manifest_rows, recall_parts
+    from trainer.data.mixture import write_mixture
+
+    parts = [(name, generate_shapes(tmp_path / name, 2, 1, n, seed=n)) for name, n in (("small", 1), ("large", 2))]
+    rows = manifest_rows(write_mixture(tmp_path / "mix", "mix", parts), "mix", ("train", "val", "test"))
+    test_ids = ["small-0000003", "large-0000007", "large-0000008"]
+    assert [r["id"] for r in rows if r["metadata"]["split"] == "test"] == test_ids
+    assert all(".." not in r["image"] and Path(r["image"]).is_file() for r in rows)
+    measured = recall_parts(rows)
+    assert [(label, [r["id"] for r in part]) for label, part, _ in measured] == [
+        ("large ", ["large-0000007", "large-0000008"]),
+        ("small ", ["small-0000003"]),
+    ]
+    assert measured[0][2] == (*TEST_ONLY, {"term": {"dataset.keyword": "large"}})
+    plain = manifest_rows(parts[0][1], "small", ("train", "val", "test"))
+    assert recall_parts(plain) == [("", [r for r in plain if r["metadata"]["split"] == "test"], TEST_ONLY)]
+    assert recall_parts(plain[-1:]) == [("", plain[-1:], ())]  # an index of the test split alone needs no filter
+
+
 def test_a_taken_port_fails_before_the_long_steps() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -56,11 +76,13 @@ def test_demo_options_are_checked_before_anything_starts(options: dict[str, floa
 def test_each_demo_data_set_has_its_own_recipe_and_example_queries() -> None:
     from lexlip_app.demo import DATASETS
 
-    assert DemoOptions().data == "emoji"  # real pictures by default
+    assert DemoOptions().data == "photos"  # photographs by default
     assert DATASETS["emoji"].splits == ("train", "val", "test") and DATASETS["shapes"].splits == ("test",)
     recipes = {name: data.recipe() for name, data in DATASETS.items()}
     assert recipes["emoji"].model == "emoji" and recipes["shapes"].model == "shapes"
-    assert recipes["emoji"].key() != recipes["shapes"].key()
+    assert recipes["photos"].model == "photos" and type(recipes["photos"]).max_per_caption is None
+    assert len({recipe.key() for recipe in recipes.values()}) == 3
+    assert {"tiger", "apple", "guitar", "bicycle"} <= set(DATASETS["photos"].examples)
     assert all(data.examples for data in DATASETS.values())
 
 
