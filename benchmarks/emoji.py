@@ -1,6 +1,7 @@
 """Real pictures: the emoji recipe with a pretrained and a random image tower, each beside its dense twin.
 
     .venv/bin/python benchmarks/emoji.py [--steps 430] [--out /tmp/lexlip-emoji] [--seeds 3] [--random-seeds 1]
+        [--towers pretrained,random] [--results emoji]
 
 Data: `lexlip data emoji` (Fluent Emoji 3D renders, OpenMoji's names and tags; split by base emoji), scored on the
 test split (every image against all its captions). Rows, all at one training budget (the LexLIP recipe's
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--towers", default="pretrained,random", help="comma-separated: pretrained, random")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 for the pretrained tower")
     parser.add_argument("--random-seeds", type=int, default=1, help="seeds 0..N-1 for the random tower")
+    parser.add_argument("--results", default="emoji", help="write benchmarks/results/RESULTS.md and .json")
     args = parser.parse_args()
     settings = Settings.from_env()
     data = ensure_emoji(settings.cache_dir / "data" / "emoji", settings=settings)
@@ -261,7 +263,7 @@ def main() -> None:
         "",
         *grounding_lines(rows),
     ]
-    write("emoji", {"header": header(), "settings": {**vars(args), "out": str(args.out)}, "rows": rows}, lines)
+    write(args.results, {"header": header(), "settings": {**vars(args), "out": str(args.out)}, "rows": rows}, lines)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The shapes recipe that `make demo` trains on a fresh machine, as a `lexlip train` subprocess, here with a few steps
+"""The shapes recipe (what `lexlip demo --data shapes` trains), as a `lexlip train` subprocess, here with a few steps
 on a small set: its progress (stage, step, loss, time left) reaches the terminal while it trains, and it ends in a
 checkpoint the encoder and the ingest path load."""
 
