@@ -164,16 +164,26 @@ TEST_ONLY = ({"term": {"split.keyword": "test"}},)
 string metadata field a `.keyword` sub-field)."""
 
 
-def recall_parts(rows: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]], tuple[Any, ...]]]:
-    """The held-out rows recall is measured on, part by part: `(label, rows, filters)`, one part for a plain data
-    set, one per `dataset` for a mixture (Tux Paint's descriptions against Tux Paint's test pictures, the emoji's
-    against the emoji's), each kept to its own documents by filters when the index holds more."""
+@dataclass(frozen=True)
+class RecallPart:
+    """Held-out rows recall is measured on, and the filters that keep the search to their documents."""
+
+    label: str
+    """'' for a plain data set, else the mixture part's name and a space ("tuxpaint ")."""
+    rows: list[dict[str, Any]]
+    filters: tuple[Any, ...]
+
+
+def recall_parts(rows: Sequence[dict[str, Any]]) -> list[RecallPart]:
+    """The held-out rows part by part: one part for a plain data set, one per `dataset` for a mixture (Tux Paint's
+    descriptions against Tux Paint's test pictures, the emoji's against the emoji's), each kept to its own documents
+    by filters when the index holds more."""
     test_rows = [r for r in rows if r["metadata"]["split"] == "test"]
     names = sorted({r["metadata"].get("dataset", "") for r in test_rows})
     if names == [""]:
-        return [("", test_rows, TEST_ONLY if len(test_rows) < len(rows) else ())]
+        return [RecallPart("", test_rows, TEST_ONLY if len(test_rows) < len(rows) else ())]
     return [
-        (
+        RecallPart(
             f"{name} ",
             [r for r in test_rows if r["metadata"].get("dataset") == name],
             (*TEST_ONLY, {"term": {"dataset.keyword": name}}),
@@ -375,7 +385,7 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
     rows = manifest_rows(data_json, data.name, data.splits)
     parts = recall_parts(rows)
     echo(
-        f"data: {len(rows)} {data.name} images ({sum(len(p[1]) for p in parts)} held out) in {data_json.parent} "
+        f"data: {len(rows)} {data.name} images ({sum(len(p.rows) for p in parts)} held out) in {data_json.parent} "
         f"({time.monotonic() - clock:.0f} s)"
     )
     checkpoint = demo_checkpoint(settings, data, data_json, echo)
@@ -389,10 +399,10 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         client = engine_client(live, timeout=30)
         encoder = LexLIPEncoder.from_pretrained(checkpoint)
         exact = LexSearch(client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars)
-        for label, part_rows, filters in parts:
-            measured = recall(exact, part_rows, encoder, filters)
+        for part in parts:
+            measured = recall(exact, part.rows, encoder, part.filters)
             echo(
-                f"recall through {NAMES[options.engine]} on {len(part_rows)} held-out {label}images / "
+                f"recall through {NAMES[options.engine]} on {len(part.rows)} held-out {part.label}images / "
                 f"{measured.queries} captions ({measured.seconds:.0f} s; ties broken by id):"
             )
             for name, figures in (("text -> image", measured.text_to_image), ("image -> text", measured.image_to_text)):

@@ -30,7 +30,7 @@ def test_manifest_rows_carry_their_split_so_recall_can_keep_to_the_test_split(tm
 
 
 def test_a_mixture_s_rows_are_named_by_their_part_and_recall_runs_part_by_part(tmp_path: Path) -> None:
-    from lexlip_app.demo import TEST_ONLY, manifest_rows, recall_parts
+    from lexlip_app.demo import TEST_ONLY, RecallPart, manifest_rows, recall_parts
     from trainer.data.mixture import write_mixture
 
     parts = [(name, generate_shapes(tmp_path / name, 2, 1, n, seed=n)) for name, n in (("small", 1), ("large", 2))]
@@ -39,14 +39,15 @@ def test_a_mixture_s_rows_are_named_by_their_part_and_recall_runs_part_by_part(t
     assert [r["id"] for r in rows if r["metadata"]["split"] == "test"] == test_ids
     assert all(".." not in r["image"] and Path(r["image"]).is_file() for r in rows)
     measured = recall_parts(rows)
-    assert [(label, [r["id"] for r in part]) for label, part, _ in measured] == [
+    assert [(part.label, [r["id"] for r in part.rows]) for part in measured] == [
         ("large ", ["large-0000007", "large-0000008"]),
         ("small ", ["small-0000003"]),
     ]
-    assert measured[0][2] == (*TEST_ONLY, {"term": {"dataset.keyword": "large"}})
+    assert measured[0].filters == (*TEST_ONLY, {"term": {"dataset.keyword": "large"}})
     plain = manifest_rows(parts[0][1], "small", ("train", "val", "test"))
-    assert recall_parts(plain) == [("", [r for r in plain if r["metadata"]["split"] == "test"], TEST_ONLY)]
-    assert recall_parts(plain[-1:]) == [("", plain[-1:], ())]  # an index of the test split alone needs no filter
+    assert recall_parts(plain) == [RecallPart("", [r for r in plain if r["metadata"]["split"] == "test"], TEST_ONLY)]
+    # an index of the test split alone needs no filter
+    assert recall_parts(plain[-1:]) == [RecallPart("", plain[-1:], ())]
 
 
 def test_a_taken_port_fails_before_the_long_steps() -> None:
