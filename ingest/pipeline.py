@@ -33,6 +33,7 @@ MAX_DEATHS = 2
 """An item on which the worker died this many times (for a reason the watchdog did not record) is given up."""
 MAX_DELIVERIES = 10
 """A batch delivered this many times without finishing fails what is left of it."""
+STAGES = ("decode", "images", "captions", "bulk")
 
 
 class BatchEncoder(DocumentEncoder, Protocol):
@@ -60,7 +61,8 @@ class NoProgress:
 class BatchResult:
     indexed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "encode": 0.0, "bulk": 0.0})
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    """Seconds in each of `STAGES`: decoding, encoding the images and the captions, writing to the engine."""
     unwritten: list[dict[str, Any]] = field(default_factory=list)
     """Documents (as `document_json`) the engine did not take for a transient reason."""
     unwritten_reason: str = ""
@@ -157,13 +159,12 @@ def encode_stage(
     result: BatchResult,
 ) -> list[LexiconDocument]:
     """The batch encoded at once; item by item when that raises, or when a worker died in this stage before."""
-    started = time.perf_counter()
     documents: list[LexiconDocument] = []
     whole_batch_died = delivery.last_stage == "encode" and delivery.number > 1
     if loaded and not whole_batch_died:
         progress.at("encode")
         try:
-            documents = _encode(loaded, encoder, layout)
+            documents = _encode(loaded, encoder, layout, result.seconds)
         except Exception:  # some item the encoder refuses: find it below, one at a time
             documents = []
     if loaded and not documents:
@@ -174,21 +175,22 @@ def encode_stage(
                 continue
             progress.at("encode", position)
             try:
-                documents.extend(_encode([entry], encoder, layout))
+                documents.extend(_encode([entry], encoder, layout, result.seconds))
             except Exception as exc:
                 result.failed[entry.item.id] = f"{entry.item.where}cannot encode it: {_describe(exc)}"
-    result.seconds["encode"] = time.perf_counter() - started
     return documents
 
 
-def _encode(loaded: Sequence[Loaded], encoder: BatchEncoder, layout: LexiconLayout) -> list[LexiconDocument]:
+def _encode(
+    loaded: Sequence[Loaded], encoder: BatchEncoder, layout: LexiconLayout, seconds: dict[str, float]
+) -> list[LexiconDocument]:
     items = [e.item for e in loaded]
     metadata = [
         {**item.metadata, "image": item.image or "(inline)", **({"lexlip_row": item.row} if item.row else {})}
         for item in items
     ]
     ids, captions = [item.id for item in items], [item.captions for item in items]
-    return encode_documents(encoder, layout, ids, [e.image for e in loaded], captions, metadata)
+    return encode_documents(encoder, layout, ids, [e.image for e in loaded], captions, metadata, seconds)
 
 
 def write_stage(

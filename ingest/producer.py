@@ -27,6 +27,7 @@ from ingest import broker
 from ingest.app import INGEST_QUEUE
 from ingest.deadletter import DeadLetter, DeadLetters, row_key
 from ingest.manifest import read_manifest
+from ingest.pipeline import STAGES
 from ingest.rows import ROW_FIELD, CheckedRow, RowChecker, RowLimits
 from lexlip_es.clients import engine_errors, mget_request
 from lexlip_es.encoders.base import checkpoint_model_id
@@ -57,7 +58,7 @@ class Tally:
     max_deliveries: int = 0
     """The most deliveries any one batch took."""
     seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "encode": 0.0, "bulk": 0.0})
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     @property
     def ok(self) -> bool:

@@ -25,7 +25,7 @@ from celery.signals import worker_process_init
 import lexlip_es
 from ingest.app import DEFAULT_REDIS_URL, app
 from ingest.broker import Progress, RedisLike, connect
-from ingest.pipeline import BatchResult, process_batch
+from ingest.pipeline import STAGES, BatchResult, process_batch
 from ingest.watchdog import MemoryWatchdog
 from lexlip_es.errors import EngineUnavailableError, MappingError
 from lexlip_es.settings import Settings
@@ -53,12 +53,9 @@ class IngestTask(Task):  # type: ignore[misc]
 
     def encoder(self, checkpoint: str) -> Any:
         if checkpoint not in self.encoders:
-            from lexlip_es.encoders.lexlip import LexLIPEncoder
+            from lexlip_es.encoders.documents_runtime import document_encoder
 
-            settings = self.setup()
-            encoder = LexLIPEncoder.from_pretrained(checkpoint, device=settings.device)
-            encoder.max_pixels = settings.max_pixels
-            self.encoders[checkpoint] = encoder
+            self.encoders[checkpoint] = document_encoder(checkpoint, self.setup())
         return self.encoders[checkpoint]
 
     def search_client(self) -> Any:
@@ -164,7 +161,7 @@ def _merge(done: dict[str, Any] | None, result: BatchResult | None, deliveries: 
     done = done or {}
     indexed: list[str] = list(done.get("indexed", []))
     failed: dict[str, str] = dict(done.get("failed", {}))
-    seconds: dict[str, float] = dict(done.get("seconds", {"decode": 0.0, "encode": 0.0, "bulk": 0.0}))
+    seconds: dict[str, float] = dict(done.get("seconds", dict.fromkeys(STAGES, 0.0)))
     if result is not None:
         indexed.extend(result.indexed)
         failed.update(result.failed)

@@ -214,6 +214,18 @@ def demo_checkpoint(settings: Settings, data: DemoData, data_json: Path, echo: C
     return final
 
 
+def prepare_workers(checkpoint: Path, settings: Settings, echo: Callable[[str], None]) -> None:
+    """Export and check the model for ONNX Runtime once, before the workers start (they would each do it)."""
+    from lexlip_es.encoders.documents_runtime import wants_onnx
+    from lexlip_es.encoders.onnx_documents import ensure_onnx
+    from lexlip_es.encoders.torch_common import choose_device
+
+    if wants_onnx(settings, str(choose_device(settings.device))):
+        started = time.monotonic()
+        folder = ensure_onnx(checkpoint, settings.cache_dir)
+        echo(f"workers encode with ONNX Runtime ({folder}, ready in {time.monotonic() - started:.0f} s)")
+
+
 @contextlib.contextmanager
 def engines(settings: Settings, echo: Callable[[str], None], engine: str = "opensearch") -> Iterator[Settings]:
     """The settings with `engine`'s URL (chosen by LEXLIP_ENGINE for every client and worker) and a Redis URL: the
@@ -282,6 +294,7 @@ def ingest(
         echo(f"replacing the index {INDEX!r} left by an earlier demo on {url}")
         client.indices.delete(index=INDEX)
     env = engine_env(settings)
+    prepare_workers(checkpoint, Settings.from_env(env), echo)
     workers = [
         start_worker(f"demo{i}", env, workdir / f"worker{i}.log", threads=max(1, (os.cpu_count() or 2) // 2))
         for i in range(options.workers)

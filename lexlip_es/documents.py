@@ -6,6 +6,7 @@ and in its metadata the captions themselves (`captions`: the text that hybrid se
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -51,6 +52,7 @@ def encode_documents(
     images: Sequence[Any],
     captions: Sequence[Sequence[str]] | None = None,
     metadata: Sequence[Mapping[str, Any]] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> list[LexiconDocument]:
     """One document per image, encoded at the index's scale and top-K.
 
@@ -61,6 +63,8 @@ def encode_documents(
         images: paths, bytes or PIL images, decoded as ingest decodes them.
         captions: each image's captions (none: no caption lexicon); kept in the metadata as `captions`.
         metadata: each image's own fields (titles, prices, shops), stored as given.
+        seconds: when given, the seconds spent on the images and on the captions are added to its `images` and
+            `captions` entries (ingest's stage timings).
 
     Returns:
         Documents for `BulkWriter.write`.
@@ -75,9 +79,14 @@ def encode_documents(
             f"ids, images, captions and metadata must have the same length: "
             f"{len(ids)}, {len(images)}, {len(captions)}, {len(metadata)}"
         )
+    started = time.perf_counter()
     image_vectors = encoder.encode_images(images, scale=layout.scale, top_k=layout.top_k_image)
+    images_done = time.perf_counter()
     texts = [c for group in captions for c in group]
     caption_vectors = iter(encoder.encode_texts(texts, scale=layout.scale, top_k=layout.top_k_text) if texts else [])
+    if seconds is not None:
+        seconds["images"] = seconds.get("images", 0.0) + images_done - started
+        seconds["captions"] = seconds.get("captions", 0.0) + time.perf_counter() - images_done
     vocab = encoder.vocab
     documents = []
     for item_id, image_vector, group, fields in zip(ids, image_vectors, captions, metadata, strict=True):

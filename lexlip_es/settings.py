@@ -42,7 +42,11 @@ class Settings:
     device: str = "auto"
     """Where ingest workers encode: auto (CUDA when present), cpu, cuda or cuda:N."""
     torch_threads: int | None = None
-    """CPU threads per worker process (None: torch's default); 1 suits one prefork child per core."""
+    """CPU threads per worker process, torch's and ONNX Runtime's (None: their default); 1 suits one prefork child
+    per core."""
+    worker_runtime: str = "auto"
+    """What ingest workers encode with: auto (ONNX Runtime on a CPU, torch on a GPU), onnx or torch
+    (lexlip_es/encoders/documents_runtime.py)."""
     visibility_timeout_s: int = 600
     """Redis broker: a batch taken by a worker that died is handed to another worker after this long."""
     allow_private_urls: bool = False

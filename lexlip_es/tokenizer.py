@@ -6,7 +6,7 @@ Texts are always padded to the model's fixed `max_length`, so a text's vector ne
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,9 @@ from lexlip_es.sparse import Vocabulary
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
+LENGTH_WINDOW = 8
+"""Encoders sort texts by length within windows of this many batches (`length_batches`), so only one window of
+vocabulary-wide rows is alive at a time."""
 
 
 class TextTokenizer:
@@ -62,3 +65,16 @@ def trim_padding(ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> tup
     reads them), and a batch of short captions costs the text tower and its vocabulary head far less."""
     width = max(1, int(mask.sum(axis=1).max()))
     return ids[:, :width], mask[:, :width]
+
+
+def length_batches(
+    ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64], batch_size: int, trim: bool = True
+) -> Iterator[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """The rows in batches of similar length, each cut to its longest text (`trim_padding`): (row numbers, ids,
+    mask) per batch. Every row's output is what a fixed-length batch gives it, at a fraction of the cost. `trim`
+    False keeps the full width (a model exported for exactly `max_length` tokens)."""
+    order = np.argsort(mask.sum(axis=1), kind="stable")
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        short_ids, short_mask = trim_padding(ids[rows], mask[rows]) if trim else (ids[rows], mask[rows])
+        yield rows, short_ids, short_mask

@@ -114,6 +114,19 @@ def to_array(img: PILImage.Image, size: int, mean: Sequence[float], std: Sequenc
     return normalize(resize_crop(img, size), mean, std)
 
 
+def image_batch(
+    images: Sequence[ImageInput],
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    offset: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> npt.NDArray[np.float32]:
+    """N x 3 x size x size: each image decoded (`load_image`, position `offset + i` in errors) and `to_array`."""
+    arrays = [to_array(load_image(img, offset + i, max_pixels), size, mean, std) for i, img in enumerate(images)]
+    return np.stack(arrays)
+
+
 def resize_crop(img: PILImage.Image, size: int) -> npt.NDArray[np.uint8]:
     """Short side to `size` (bicubic), centre crop; size x size x 3 uint8."""
     return np.asarray(fit(img, size), dtype=np.uint8)

@@ -14,15 +14,12 @@ import torch
 from torch import nn
 
 from lexlip_es.encoders.base import checkpoint_model_id
-from lexlip_es.encoders.images import DEFAULT_MAX_PIXELS, ImageInput, load_image, to_array
+from lexlip_es.encoders.images import DEFAULT_MAX_PIXELS, ImageInput, image_batch
 from lexlip_es.model import create_model, create_tokenizer
 from lexlip_es.model.config import CONFIG_FILE, LexLIPConfig, get_config
 from lexlip_es.model.towers import WEIGHTS_FILE
 from lexlip_es.query_weights import QueryWeights
-from lexlip_es.tokenizer import TextTokenizer, trim_padding
-
-LENGTH_WINDOW = 8
-"""Texts are sorted by length within windows of this many batches (encoders/torch_common.py `_text_outputs`)."""
+from lexlip_es.tokenizer import LENGTH_WINDOW, TextTokenizer, length_batches
 
 
 def choose_device(device: str | torch.device | None) -> torch.device:
@@ -134,11 +131,8 @@ class TorchEncoderBase:
 
     def _text_window(self, texts: list[str]) -> list[np.ndarray]:
         ids, mask = self.tokenizer(texts)
-        order = np.argsort(mask.sum(axis=1), kind="stable")
         rows: list[np.ndarray] = [np.empty(0)] * len(texts)
-        for part in batches(len(texts), self.batch_size):
-            picked = order[part]
-            short_ids, short_mask = trim_padding(ids[picked], mask[picked])
+        for picked, short_ids, short_mask in length_batches(ids, mask, self.batch_size):
             with torch.inference_mode(), self._autocast():
                 pooled = self.model.encode_text(
                     torch.from_numpy(short_ids).to(self.device), torch.from_numpy(short_mask).to(self.device)
@@ -155,11 +149,9 @@ class TorchEncoderBase:
 
     def image_tensor(self, images: Sequence[ImageInput], offset: int = 0) -> torch.Tensor:
         vision = self.config.vision
-        arrays = [
-            to_array(load_image(img, offset + i, self.max_pixels), vision.image_size, vision.mean, vision.std)
-            for i, img in enumerate(images)
-        ]
-        return torch.from_numpy(np.stack(arrays))
+        return torch.from_numpy(
+            image_batch(images, vision.image_size, vision.mean, vision.std, offset, self.max_pixels)
+        )
 
     def _image_outputs(self, images: Sequence[ImageInput]) -> Iterator[np.ndarray]:
         """One output row per image, a batch at a time (1M images never hold 1M vocabulary-wide rows)."""
