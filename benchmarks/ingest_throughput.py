@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shapes_common import header, write
+from shapes_common import RESULTS, header, write
 
 from ingest.app import create_app
 from ingest.local import start_worker
@@ -41,6 +41,15 @@ from lexlip_es.mapping import LEXICON_FIELDS, IndexOptions
 from lexlip_es.settings import Settings
 
 PROFILE_BATCH = 32
+SCREENED = "caption vocabulary head, screened (instead of the row above)"
+RUNTIMES = {
+    "torch-plain": {"LEXLIP_WORKER_RUNTIME": "torch", "LEXLIP_TEXT_SCREEN": "false"},
+    "torch-screened": {"LEXLIP_WORKER_RUNTIME": "torch", "LEXLIP_TEXT_SCREEN": "true"},
+    "onnx": {"LEXLIP_WORKER_RUNTIME": "onnx", "LEXLIP_TEXT_SCREEN": "true"},
+}
+"""What each benchmarked runtime sets: `torch-plain` the workers' path before 2026-12-08 (torch, the plain text
+head), `torch-screened` torch with the screened head (model/screen.py), `onnx` ONNX Runtime for the pictures and
+the screened head for the captions (the workers' default on a CPU with bf16 matrix units)."""
 
 
 def demo_rows(settings: Settings, images: int) -> list[dict[str, Any]]:
@@ -71,6 +80,7 @@ def profile(checkpoint: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
     from lexlip_es.encoders.images import fit, load_image
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.model.lexlip import vocabulary_logits
+    from lexlip_es.model.screen import Screen
     from lexlip_es.sparse import SparseVector
     from lexlip_es.tokenizer import trim_padding
 
@@ -92,6 +102,8 @@ def profile(checkpoint: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
     with torch.inference_mode():
         tokens = model.image_tokens(pixels)
         hidden = model.text_hidden(ids, mask)
+        head, (packed, packing) = model.text.cls.predictions, model.text_hidden_packed(ids, mask)
+        screen, rows = Screen(head), torch.div(packing.index, packing.length, rounding_mode="floor")
         raw = model.encode_image(pixels).numpy()
         steps = {
             "decode": lambda: [fit(load_image(r["image"]), encoder.image_size) for r in batch],
@@ -99,6 +111,7 @@ def profile(checkpoint: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
             "image heads and prior": lambda: model.encode_image(pixels),  # minus the tower, below
             "caption tower": lambda: model.text_hidden(ids, mask),
             "caption vocabulary head": lambda: vocabulary_logits(model.text.cls.predictions, hidden),
+            SCREENED: lambda: screen.pool(head.transform(packed), rows, packing.batch),
             "quantize": lambda: [SparseVector.from_output(row, 100.0, 200) for row in raw],
         }
         seconds = {name: best(step) for name, step in steps.items()}
@@ -108,13 +121,19 @@ def profile(checkpoint: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
     return seconds
 
 
+def index_name(runtime: str) -> str:
+    return "bench-" + "".join(c if c.isalnum() else "-" for c in runtime)
+
+
 def run_runtime(
-    runtime: str, checkpoint: Path, manifest: Path, urls: dict[str, str], workers: int, tmp: Path
+    runtime: str, checkpoint: Path, manifest: Path, urls: dict[str, str], workers_on: tuple[int, str], tmp: Path
 ) -> dict[str, Any]:
-    env = {**os.environ, **urls, "LEXLIP_WORKER_RUNTIME": runtime}
+    """One runtime's ingest into a fresh index by `workers_on` = (how many worker processes, their device)."""
+    workers, device = workers_on
+    env = {**os.environ, **urls, **RUNTIMES[runtime]}
     settings = Settings.from_env(env)
     export_s = 0.0
-    if runtime == "onnx":
+    if RUNTIMES[runtime]["LEXLIP_WORKER_RUNTIME"] == "onnx":
         from lexlip_es.encoders.onnx_documents import ensure_onnx
 
         started = time.perf_counter()
@@ -123,13 +142,16 @@ def run_runtime(
     from opensearchpy import OpenSearch
 
     client = OpenSearch(urls["LEXLIP_OPENSEARCH_URL"], timeout=60)
-    procs = [start_worker(f"bench-{runtime}{n}", env, tmp / f"{runtime}{n}.log") for n in range(workers)]
+    procs = [
+        start_worker(f"{index_name(runtime)}{n}", env, tmp / f"{index_name(runtime)}{n}.log", device=device)
+        for n in range(workers)
+    ]
     try:
         tally = run_ingest(
             create_app(settings),
             client,
             manifest,
-            f"bench-{runtime}",
+            index_name(runtime),
             checkpoint,
             batch_size=32,
             options=IndexOptions(replicas=0),
@@ -198,8 +220,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--runtimes", default="torch,onnx")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated, of: {', '.join(RUNTIMES)}")
     parser.add_argument("--checkpoint", type=Path, help="default: the demo's checkpoint (trained once if missing)")
+    parser.add_argument("--device", default="cpu", help="where the workers encode: cpu, cuda, cuda:N")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the folder ingest.md and .json go to")
     args = parser.parse_args()
     settings = Settings.from_env()
     checkpoint = (args.checkpoint or demo_checkpoint(settings)).resolve()
@@ -217,15 +241,16 @@ def main() -> None:
 
             client = OpenSearch(opensearch.url, timeout=60)
             for runtime in args.runtimes.split(","):
-                results.append(run_runtime(runtime, checkpoint, manifest, urls, args.workers, tmp))
-            stored = {r["runtime"]: stored_weights(client, f"bench-{r['runtime']}") for r in results}
+                results.append(run_runtime(runtime, checkpoint, manifest, urls, (args.workers, args.device), tmp))
+            stored = {r["runtime"]: stored_weights(client, index_name(r["runtime"])) for r in results}
         finally:
             opensearch.stop()
             redis.stop()
-    parity = differing(*stored.values()) if len(stored) == 2 else None
+    base, *others = stored
+    parity = {name: differing(stored[base], stored[name]) for name in others}
     lines = report(args, checkpoint, steps, results, parity)
     data = {"header": header(), "settings": {**vars(args), "checkpoint": str(checkpoint)}, "profile": steps}
-    write("ingest", {**data, "rows": results, "parity": parity}, lines)
+    write("ingest", {**data, "rows": results, "parity": parity}, lines, args.results)
 
 
 def report(
@@ -233,13 +258,13 @@ def report(
     checkpoint: Path,
     steps: dict[str, float],
     results: list[dict[str, Any]],
-    parity: dict[str, Any] | None,
+    parity: dict[str, dict[str, Any]],
 ) -> list[str]:
     per_picture = {k: v for k, v in steps.items() if k != "captions per picture"}
-    total = sum(per_picture.values())
+    total = sum(v for k, v in per_picture.items() if k != SCREENED)
     lines = [
         f"# Celery ingestion: {args.images} of the demo's pictures with all their captions, "
-        f"{args.workers} worker processes (1 CPU thread each)",
+        f"{args.workers} worker processes (1 CPU thread each) on {args.device}",
         "",
         *(f"- {k}: {v}" for k, v in header().items()),
         f"- checkpoint: {checkpoint_model_id(checkpoint)} ({checkpoint}), "
@@ -253,17 +278,18 @@ def report(
         + ", ".join(f"{r['export_s']:.1f} s" for r in results if r["runtime"] == "onnx"),
         "",
     ]
-    if len(results) == 2:
-        lines.append(f"Speed-up: {results[1]['images_per_s'] / results[0]['images_per_s']:.2f}x end to end.")
-    if parity:
+    base = results[0]
+    for r in results[1:]:
+        same = parity[r["runtime"]]
         lines.append(
-            f"Stored weights, {results[0]['runtime']} against {results[1]['runtime']}: {parity['differing']} of "
-            f"{parity['weights']} differ (at most {parity['max_steps']} quantization step) over "
-            f"{parity['documents']} documents."
+            f"- {r['runtime']}: {r['images_per_s'] / base['images_per_s']:.2f}x `{base['runtime']}` end to end; "
+            f"stored weights against it: {same['differing']} of {same['weights']} differ (by at most "
+            f"{same['max_steps']} quantization step) over {same['documents']} documents"
         )
     lines += [
         "",
-        f"One batch of {PROFILE_BATCH} pictures on one thread, torch, milliseconds per picture:",
+        f"One batch of {PROFILE_BATCH} pictures on one thread, torch, milliseconds per picture (shares of the plain "
+        "path):",
         "",
         "| step | ms per picture | share |",
         "|---|---|---|",

@@ -54,10 +54,10 @@ def header() -> dict[str, Any]:
     }
 
 
-def write(name: str, data: dict[str, Any], lines: list[str]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2))
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+def write(name: str, data: dict[str, Any], lines: list[str], folder: Path = RESULTS) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(data, indent=2))
+    (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -44,6 +44,9 @@ class Settings:
     torch_threads: int | None = None
     """CPU threads per worker process, torch's and ONNX Runtime's (None: their default); 1 suits one prefork child
     per core."""
+    text_screen: bool = True
+    """Texts through the screened vocabulary head on a CPU with bf16 matrix units (model/screen.py: the same
+    lexicons to float32 rounding, about twice as fast); false: the plain head."""
     worker_runtime: str = "auto"
     """What ingest workers encode with: auto (ONNX Runtime on a CPU, torch on a GPU), onnx or torch
     (lexlip_es/encoders/documents_runtime.py)."""

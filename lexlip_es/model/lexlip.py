@@ -14,6 +14,7 @@ from torch import nn
 from lexlip_es.model.config import LexLIPConfig
 from lexlip_es.model.packed import Packing, packed_bert
 from lexlip_es.model.prior import ImageNetPrior
+from lexlip_es.model.screen import Screen
 from lexlip_es.model.towers import build_text_mlm, build_visual, visual_width
 
 
@@ -81,6 +82,8 @@ class LexLIPModel(nn.Module):
         self.content_mask: torch.Tensor
         """1 for the WordPieces a person reads as words (grounding.is_content_token): a text's own words."""
         self.register_buffer("content_mask", content, persistent=False)
+        self._screen: Screen | None = None
+        """`encode_text_screened`'s bfloat16 copy of the text head, made at first use (inference only)."""
         self.prior: ImageNetPrior | None = (
             None if config.prior is None else ImageNetPrior(config.prior, width, vocab_size)
         )
@@ -141,11 +144,31 @@ class LexLIPModel(nn.Module):
         return self.prior is None or self.prior.config.learned
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        own = 0.0 if self.prior is None else self.prior.config.text_own
         if not self.learned:
-            return self.scaled(own * self.own_words(input_ids, attention_mask))
+            return self.text_lexicon(None, input_ids, attention_mask)
         p = sparse_pool(self.text_logits(input_ids, attention_mask), attention_mask, self.vocab_mask)
-        return self.scaled(p + own * self.own_words(input_ids, attention_mask) if own else p)
+        return self.text_lexicon(p, input_ids, attention_mask)
+
+    def encode_text_screened(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """`encode_text`'s lexicons to float32 rounding, cheaper on a CPU with bf16 matrix units: the real tokens
+        only (packed) and the vocabulary head screened in bfloat16 (model/screen.py)."""
+        if not self.learned:
+            return self.encode_text(input_ids, attention_mask)
+        hidden, packing = self.text_hidden_packed(input_ids, attention_mask)
+        head = self.text.cls.predictions
+        rows = torch.div(packing.index, packing.length, rounding_mode="floor")
+        if self._screen is None or not self._screen.fresh(head):
+            self._screen = Screen(head)
+        p = self._screen.pool(head.transform(hidden), rows, packing.batch) * self.vocab_mask
+        return self.text_lexicon(p, input_ids, attention_mask)
+
+    def text_lexicon(self, pooled: torch.Tensor | None, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The lexicon a text is handed out as: the heads' pooled output (None: a prior-only model's heads say
+        nothing) plus the text's own words where the prior asks for them, at the output norm."""
+        own = 0.0 if self.prior is None else self.prior.config.text_own
+        if pooled is None:
+            return self.scaled(own * self.own_words(input_ids, mask))
+        return self.scaled(pooled + own * self.own_words(input_ids, mask) if own else pooled)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         tokens = self.image_tokens(pixel_values)

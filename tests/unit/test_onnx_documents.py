@@ -18,7 +18,7 @@ from safetensors.torch import save_model
 from lexlip_es.documents import encode_documents
 from lexlip_es.encoders import onnx_documents
 from lexlip_es.encoders.base import checkpoint_model_id
-from lexlip_es.encoders.documents_runtime import document_encoder
+from lexlip_es.encoders.documents_runtime import PicturesByOnnx, document_encoder
 from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.encoders.onnx_documents import (
     IMAGE_ONNX_FILE,
@@ -31,6 +31,7 @@ from lexlip_es.errors import LexlipError
 from lexlip_es.mapping import LexiconLayout
 from lexlip_es.model import create_model, create_tokenizer
 from lexlip_es.model.config import get_config
+from lexlip_es.model.screen import bf16_matmul_is_fast
 from lexlip_es.settings import Settings
 from lexlip_es.sparse import SparseVector
 
@@ -144,7 +145,17 @@ def test_a_read_only_checkpoint_is_exported_into_the_cache(
 
 def test_workers_pick_their_runtime_from_the_settings(checkpoint: Path, tmp_path: Path) -> None:
     settings = Settings.from_env({}, cache_dir=tmp_path, device="cpu", torch_threads=1)
-    assert type(document_encoder(checkpoint, settings)) is OnnxEncoder
+    fast = document_encoder(checkpoint, settings)
+    if bf16_matmul_is_fast():  # pictures through ONNX Runtime, captions through torch's screened head
+        assert type(fast) is PicturesByOnnx and type(fast.pictures) is OnnxEncoder
+        assert fast.captions.screen_texts and fast.model_id == fast.captions.model_id == checkpoint_model_id(checkpoint)
+    else:
+        assert type(fast) is OnnxEncoder
+    layout = LexiconLayout(fast.model_id)
+    ours = encode_documents(fast, layout, ["a", "b"], _pictures()[:2], CAPTIONS[:2])
+    theirs = encode_documents(LexLIPEncoder.from_pretrained(checkpoint), layout, ["a", "b"], _pictures()[:2], CAPTIONS[:2])
+    _assert_equal_but_for_floor_noise([d.image for d in ours], [d.image for d in theirs])
+    _assert_equal_but_for_floor_noise([d.captions for d in ours], [d.captions for d in theirs])
     assert type(document_encoder(checkpoint, settings.with_(worker_runtime="torch"))) is LexLIPEncoder
     limited = document_encoder(checkpoint, settings.with_(max_pixels=1000))
     assert limited.max_pixels == 1000
