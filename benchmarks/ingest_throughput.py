@@ -103,7 +103,7 @@ def profile(checkpoint: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
         tokens = model.image_tokens(pixels)
         hidden = model.text_hidden(ids, mask)
         head, (packed, packing) = model.text.cls.predictions, model.text_hidden_packed(ids, mask)
-        screen, rows = Screen(head), torch.div(packing.index, packing.length, rounding_mode="floor")
+        screen, token_rows = Screen(head), torch.div(packing.index, packing.length, rounding_mode="floor")
         raw = model.encode_image(pixels).numpy()
         steps = {
             "decode": lambda: [fit(load_image(r["image"]), encoder.image_size) for r in batch],
@@ -111,7 +111,7 @@ def profile(checkpoint: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
             "image heads and prior": lambda: model.encode_image(pixels),  # minus the tower, below
             "caption tower": lambda: model.text_hidden(ids, mask),
             "caption vocabulary head": lambda: vocabulary_logits(model.text.cls.predictions, hidden),
-            SCREENED: lambda: screen.pool(head.transform(packed), rows, packing.batch),
+            SCREENED: lambda: screen.pool(head.transform(packed), token_rows, packing.batch),
             "quantize": lambda: [SparseVector.from_output(row, 100.0, 200) for row in raw],
         }
         seconds = {name: best(step) for name, step in steps.items()}
@@ -249,7 +249,11 @@ def main() -> None:
     base, *others = stored
     parity = {name: differing(stored[base], stored[name]) for name in others}
     lines = report(args, checkpoint, steps, results, parity)
-    data = {"header": header(), "settings": {**vars(args), "checkpoint": str(checkpoint)}, "profile": steps}
+    data = {
+        "header": header(),
+        "settings": {**vars(args), "checkpoint": str(checkpoint), "results": str(args.results)},
+        "profile": steps,
+    }
     write("ingest", {**data, "rows": results, "parity": parity}, lines, args.results)
 
 

@@ -21,9 +21,10 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,6 +215,17 @@ def demo_checkpoint(settings: Settings, data: DemoData, data_json: Path, echo: C
     return final
 
 
+def start_engines_early(
+    stack: contextlib.ExitStack, settings: Settings, echo: Callable[[str], None], engine: str
+) -> Future[Settings]:
+    """`engines` entered on a thread, so the engines start while the data and the model are made; the future gives
+    their settings. `stack` stops them, after waiting for a start still under way."""
+    pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="engines"))
+    future = pool.submit(stack.enter_context, engines(settings, echo, engine))
+    stack.callback(lambda: future.exception())  # runs first: a start under way finishes before the engines stop
+    return future
+
+
 def prepare_workers(checkpoint: Path, settings: Settings, echo: Callable[[str], None]) -> None:
     """Export and check the model for ONNX Runtime once, before the workers start (they would each do it)."""
     from lexlip_es.encoders.documents_runtime import wants_onnx
@@ -401,26 +413,34 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         f"data: {len(rows)} {data.name} images ({sum(len(p.rows) for p in parts)} held out) in {data_json.parent} "
         f"({time.monotonic() - clock:.0f} s)"
     )
-    checkpoint = demo_checkpoint(settings, data, data_json, echo)
-    echo(f"model: {checkpoint}")
-    with engines(settings, echo, options.engine) as live, tempfile.TemporaryDirectory(prefix="lexlip-demo-") as work:
-        tally = ingest(live, rows, checkpoint, options, Path(work), echo)
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="lexlip-demo-") as work:
+        live = start_engines_early(stack, settings, echo, options.engine)  # they start while the model trains
+        checkpoint = demo_checkpoint(settings, data, data_json, echo)
+        echo(f"model: {checkpoint}")
+        tally = ingest(live.result(), rows, checkpoint, options, Path(work), echo)
         echo(tally.summary())
         if not tally.ok:
             for _, reason in sorted(tally.failed.items())[:5]:
                 echo(f"  failed {reason}")
-        client = engine_client(live, timeout=30)
+        client = engine_client(live.result(), timeout=30)
         encoder = LexLIPEncoder.from_pretrained(checkpoint)
         exact = LexSearch(client, INDEX, text_encoder=encoder, max_query_chars=settings.max_query_chars)
-        for part in parts:
-            measured = recall(exact, part.rows, encoder, part.filters)
-            echo(
-                f"recall through {NAMES[options.engine]} on {len(part.rows)} held-out {part.label}images / "
-                f"{measured.queries} captions ({measured.seconds:.0f} s; ties broken by id):"
-            )
-            for name, figures in (("text -> image", measured.text_to_image), ("image -> text", measured.image_to_text)):
-                echo(f"  {name}: " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+
+        def print_recall() -> None:
+            for part in parts:
+                measured = recall(exact, part.rows, encoder, part.filters)
+                echo(
+                    f"recall through {NAMES[options.engine]} on {len(part.rows)} held-out {part.label}images / "
+                    f"{measured.queries} captions ({measured.seconds:.0f} s; ties broken by id):"
+                )
+                for name, figures in (
+                    ("text -> image", measured.text_to_image),
+                    ("image -> text", measured.image_to_text),
+                ):
+                    echo(f"  {name}: " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+
         if options.serve_seconds == 0:
+            print_recall()
             return 0 if tally.ok else 1
         from lexlip_es.local.ports import free_port
 
@@ -439,16 +459,15 @@ def run_demo(settings: Settings, options: DemoOptions | None = None, echo: Calla
         )
         server = serve(app, settings.demo_host, port)
         if options.serve_seconds is not None:
-            import threading
-
             timer = threading.Timer(options.serve_seconds, lambda: setattr(server, "should_exit", True))
             timer.daemon = True
             timer.start()
         echo(f"\nopen http://{settings.demo_host}:{port}/  (Ctrl-C stops the page, the workers and the engines)")
-        _, url = engine_target(live)
+        _, url = engine_target(live.result())
         echo(
             f"the same hits in a terminal: LEXLIP_{options.engine.upper()}_URL={url} "
             f'lexlip search "{data.examples[0]}" --index {INDEX} --checkpoint {checkpoint}'
         )
+        threading.Thread(target=print_recall, name="recall", daemon=True).start()  # the page is up meanwhile
         server.run()
     return 0 if tally.ok else 1

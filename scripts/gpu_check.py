@@ -10,8 +10,8 @@ Checks, each printed as it finishes, any failure ending the script with status 1
    on the CPU, 8 pictures and 8 captions: the ten heaviest tokens of each lexicon agree (at least 8 of 10);
 3. training: `lexlip train phase1` for 4 steps on generated shapes (AMP on CUDA), then the same under
    `torch.distributed.run` on every device present (NCCL; on the CPU 2 processes with gloo);
-4. ingest: benchmarks/ingest_throughput.py with one worker on the device (the torch runtime: on a GPU the workers
-   encode with torch) over `--images` of the demo's pictures; its table is printed.
+4. ingest: benchmarks/ingest_throughput.py with workers on the device (four sharing a GPU, one on the CPU; the torch
+   runtime: on a GPU the workers encode with torch) over `--images` of the demo's pictures; its table is printed.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def encoders(device: str, tmp: Path) -> None:
 
     from lexlip_es.encoders.lexlip import LexLIPEncoder
     from lexlip_es.encoders.onnx_documents import PROBE_TEXTS, probe_images
+    from lexlip_es.settings import Settings
 
-    cpu = LexLIPEncoder.from_config("photos", seed=0, device="cpu")
+    cpu = LexLIPEncoder.from_config("photos", seed=0, device="cpu", cache_dir=Settings.from_env().cache_dir)
     folder = cpu.save_pretrained(tmp / "photos")
     other = LexLIPEncoder.from_pretrained(folder, device=device)
     rng = np.random.default_rng(0)
@@ -110,7 +111,7 @@ def training(device: str, tmp: Path) -> None:
 
 
 def ingest(device: str, images: int, tmp: Path) -> None:
-    """Celery ingestion with one worker on the device: benchmarks/ingest_throughput.py's table."""
+    """Celery ingestion with workers on the device: benchmarks/ingest_throughput.py's table."""
     out = tmp / "results"
     cmd = [
         sys.executable,
@@ -120,7 +121,7 @@ def ingest(device: str, images: int, tmp: Path) -> None:
         "--images",
         str(images),
         "--workers",
-        "1",
+        "4" if device == "cuda" else "1",
         "--runtimes",
         "torch-screened",
         "--device",

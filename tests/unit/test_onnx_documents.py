@@ -153,7 +153,9 @@ def test_workers_pick_their_runtime_from_the_settings(checkpoint: Path, tmp_path
         assert type(fast) is OnnxEncoder
     layout = LexiconLayout(fast.model_id)
     ours = encode_documents(fast, layout, ["a", "b"], _pictures()[:2], CAPTIONS[:2])
-    theirs = encode_documents(LexLIPEncoder.from_pretrained(checkpoint), layout, ["a", "b"], _pictures()[:2], CAPTIONS[:2])
+    theirs = encode_documents(
+        LexLIPEncoder.from_pretrained(checkpoint), layout, ["a", "b"], _pictures()[:2], CAPTIONS[:2]
+    )
     _assert_equal_but_for_floor_noise([d.image for d in ours], [d.image for d in theirs])
     _assert_equal_but_for_floor_noise([d.captions for d in ours], [d.captions for d in theirs])
     assert type(document_encoder(checkpoint, settings.with_(worker_runtime="torch"))) is LexLIPEncoder
