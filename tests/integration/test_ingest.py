@@ -23,6 +23,7 @@ from ingest.local import start_worker
 from ingest.producer import Tally, run_ingest
 from lexlip_es.clients import flavor_of
 from lexlip_es.connect import DEFAULT_FIELD_TYPE, engine_client
+from lexlip_es.encoders.documents_runtime import document_encoder
 from lexlip_es.encoders.lexlip import LexLIPEncoder
 from lexlip_es.local.opensearch import start_opensearch
 from lexlip_es.local.process import LocalEngine
@@ -155,6 +156,8 @@ def _stored(cluster: Any, index: str) -> dict[str, dict[str, Any]]:
 def test_5000_images_by_two_workers_equal_the_in_process_vectors(
     workers: Workers, cluster: Cluster, shapes: list[Any], shapes_root: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
+    """The workers' documents equal what the same encoder writes in process (ONNX Runtime pictures on a CPU), and the
+    torch encoder's up to float32 noise at a floor: at most one step, on at most 0.1% of the weights."""
     import torch
 
     manifest = _manifest(tmp_path / "m.jsonl", shapes)
@@ -167,19 +170,35 @@ def test_5000_images_by_two_workers_equal_the_in_process_vectors(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the workers run
     try:
-        encoder = LexLIPEncoder.from_pretrained(checkpoint)
-        mismatches = 0
+        settings = Settings.from_env({}, cache_dir=tmp_path / "cache", device="cpu", torch_threads=1)
+        same, plain_torch = document_encoder(checkpoint, settings), LexLIPEncoder.from_pretrained(checkpoint)
+        mismatches, weights, off_by_one = 0, 0, 0
         for start in range(0, N_IMAGES, 32):  # the producer's batches
             batch = shapes[start : start + 32]
-            images = encoder.encode_images([p.image for p in batch], scale=100.0, top_k=128)
-            texts = encoder.encode_texts([p.captions[0] for p in batch], scale=100.0, top_k=48)
-            for p, image, text in zip(batch, images, texts, strict=True):
+            images = same.encode_images([p.image for p in batch], scale=100.0, top_k=128)
+            texts = same.encode_texts([p.captions[0] for p in batch], scale=100.0, top_k=48)
+            full_images = plain_torch.encode_images([p.image for p in batch], scale=100.0)
+            full_texts = plain_torch.encode_texts([p.captions[0] for p in batch], scale=100.0)
+            for i, p in enumerate(batch):
                 doc = stored[p.image_id]
-                mismatches += doc["image_lexicon"] != image.to_features(encoder.vocab)
-                mismatches += doc["caption_lexicon"] != text.to_features(encoder.vocab)
+                for field, ours, full in (
+                    ("image_lexicon", images[i], full_images[i]),
+                    ("caption_lexicon", texts[i], full_texts[i]),
+                ):
+                    mismatches += doc[field] != ours.to_features(same.vocab)
+                    # torch's whole vector: each stored weight within one step, and nothing torch holds outside the
+                    # stored top-K above its lightest weight + 1 (a one-step change can swap the last places)
+                    theirs = full.to_features(plain_torch.vocab)
+                    for token, weight in doc[field].items():
+                        gap = abs(weight - theirs.get(token, 0))
+                        assert gap <= 1, (p.image_id, field, token, weight, theirs.get(token))
+                        weights, off_by_one = weights + 1, off_by_one + gap
+                    lightest = min(doc[field].values())
+                    assert all(w <= lightest + 1 for t, w in theirs.items() if t not in doc[field])
     finally:
         torch.set_num_threads(threads)
     assert mismatches == 0
+    assert weights > 0 and off_by_one <= 0.001 * weights
 
     again = _ingest(workers, cluster, manifest, "ingest-5000", checkpoint, shapes_root)
     assert again.skipped == N_IMAGES and again.indexed == 0 and again.ok

@@ -17,6 +17,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from lexlip_es import LexLIPEncoder, LexSearch
+from lexlip_es.encoders.documents_runtime import document_encoder
 from lexlip_es.local.elasticsearch import start_elasticsearch
 from lexlip_es.local.redis import start_redis
 from lexlip_es.settings import Settings
@@ -66,7 +67,8 @@ def test_workers_and_producer_write_to_elasticsearch_when_pointed_at_it(
         hits = search.search_text(good[5].captions[0], k=5)
         assert len(hits) == 5 and sum(c.score for c in search.explain(hits[0])) > 0
         stored = client.get(index="es-ingest", id=good[5].image_id)["_source"]
-        image = encoder.encode_images([good[5].image], scale=100.0, top_k=128)[0]
+        workers_encoder = document_encoder(checkpoint, Settings.from_env({}, cache_dir=tmp_path, torch_threads=1))
+        image = workers_encoder.encode_images([good[5].image], scale=100.0, top_k=128)[0]
         assert stored["image_lexicon"] == image.to_features(encoder.vocab)  # the worker's vectors, exactly
 
         again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)

@@ -27,7 +27,7 @@ def test_the_broker_runs_with_the_persistence_the_readme_recommends() -> None:
     redis = _compose()["services"]["redis"]
     assert redis["command"][0] == "redis-server" and redis["command"][1:] == PERSISTENCE
     assert any(str(v).endswith(":/data") for v in redis["volumes"])
-    assert "--appendonly yes --appendfsync everysec" in (DOCKER.parent / "README.md").read_text()
+    assert "--appendonly yes --appendfsync everysec" in (DOCKER.parent / "docs" / "ingestion.md").read_text()
 
 
 def test_opensearch_is_single_node_with_security_off_for_development() -> None:
