@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from lexlip_app.cli_ingest import add_commands as add_ingest_commands
 from lexlip_app.cli_search import add_commands
@@ -130,6 +131,10 @@ def _cmd_data_fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    if args.recipe:
+        return _train_recipe(args, settings)
+    if not args.phase:
+        raise ValueError("name a phase (phase1, phase2, finetune) or a recipe (--recipe emoji|photos|shapes)")
     from trainer.allocator import reexec_with_jemalloc
 
     reexec_with_jemalloc(["-m", "lexlip_app.cli", *sys.argv[1:]])
@@ -156,6 +161,25 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError("give the training data with --data (Karpathy JSON, JSONL manifest or webdataset shards)")
     final = train(config)
     print(f"checkpoint: {final}")
+    return 0
+
+
+def _train_recipe(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.own_recipe import report, train_own
+
+    if not args.data or not args.out:
+        raise ValueError("--recipe needs --data (your pictures and captions) and --out (the run folder)")
+    scored = train_own(
+        args.recipe,
+        args.data,
+        Path(args.out),
+        with_twin=args.with_twin,
+        seed=0 if args.seed is None else args.seed,
+        steps=args.steps,
+        max_pixels=settings.max_pixels,
+    )
+    print("\n".join(report(scored)))
+    print(f"checkpoint: {Path(args.out) / 'sparse' / 'final'}")
     return 0
 
 
@@ -347,9 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="train LexLIP: phase1, phase2 or finetune",
         description="Train a LexLIP model; resumes from OUT/last when it exists.",
     )
-    train.add_argument("phase", choices=["phase1", "phase2", "finetune"])
+    train.add_argument("phase", nargs="?", choices=["phase1", "phase2", "finetune"], help="or --recipe")
+    train.add_argument(
+        "--recipe",
+        choices=["emoji", "photos", "shapes"],
+        help="train a measured recipe (trainer/recipes.py) on DATA into OUT: split when the data has none, query "
+        "weights chosen on val, and a report on the test split",
+    )
+    train.add_argument("--with-twin", action="store_true", help="with --recipe: also the dense twin, same loop seconds")
     train.add_argument("--config", help="JSON file of training settings (see trainer/loop.py TrainConfig)")
-    train.add_argument("--data", help="Karpathy JSON, JSONL manifest, .tar shard or folder of shards")
+    train.add_argument(
+        "--data",
+        help="Karpathy JSON, JSONL manifest, .tar shard or folder of shards (with --recipe: a Karpathy JSON, a JSONL "
+        "manifest or a folder of pictures with captions.txt)",
+    )
     train.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, final/)")
     train.add_argument("--init", help="checkpoint folder to start from (e.g. phase 1's final/)")
     train.add_argument("--model", help="model size or config file when not starting from --init (default tiny)")
