@@ -34,6 +34,9 @@ IMAGE_ONNX_FILE = "image_encoder.onnx"
 RECORD_FILE = "onnx.json"
 MAX_DIFF = 1e-4
 """The most an exported file's pooled output may differ from torch's on the probe batch (float32 noise is ~1e-6)."""
+IMAGE_BATCH = 8
+"""Pictures per ONNX Runtime call: its arena keeps the largest activations it has seen, 804 MiB more for 32 pictures
+at 224 px than 195 for 8, and 8 at a time was also faster (0.57 s against 0.66 for 32 on one thread)."""
 PROBE_TEXTS = ("a photo of a red circle", "two stars", "a tiger in the grass, big cat", "guitar")
 
 
@@ -215,9 +218,9 @@ class OnnxEncoder(OnnxTextEncoder, ImageEncoder):
 
     def _image_rows(self, images: Sequence[ImageInput]) -> Iterator[np.ndarray]:
         images = list(images)
-        for start in range(0, len(images), self.batch_size):
+        for start in range(0, len(images), IMAGE_BATCH):
             pixels = image_batch(
-                images[start : start + self.batch_size], self.vision_size, self.mean, self.std, start, self.max_pixels
+                images[start : start + IMAGE_BATCH], self.vision_size, self.mean, self.std, start, self.max_pixels
             )
             (pooled,) = self.image_session.run(["lexicon"], {"pixels": pixels})
             yield from np.asarray(pooled, dtype=np.float32)
